@@ -1,0 +1,40 @@
+"""Fixtures shared by every app's tests: two users (alice, bob) with API clients."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import services as account_services
+from accounts.tests.factories import UserFactory
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(username="bob")
+
+
+def _client_for(user) -> APIClient:
+    _, plaintext = account_services.api_key_create(user=user, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    client.plaintext_key = plaintext  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def alice_client(alice) -> APIClient:
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob) -> APIClient:
+    return _client_for(bob)
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()

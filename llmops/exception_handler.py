@@ -1,0 +1,128 @@
+"""Turns every API failure into the one error shape of `llmops.errors`."""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from llmops.errors import DomainError, FieldErrors, error_body
+
+logger = logging.getLogger("llmops.errors")
+
+
+def _flatten(detail: Any, prefix: str = "") -> FieldErrors:
+    """DRF's nested error details as {"a.b.0.c": ["message", ...]}."""
+    out: FieldErrors = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "non_field_errors" if key == "non_field_errors" and not prefix else str(key)
+            out.update(_flatten(value, f"{prefix}.{name}" if prefix else name))
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            out[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                if item:
+                    out.update(_flatten(item, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF EXCEPTION_HANDLER: every failure, including crashes, as the one error shape."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, DomainError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("payload_too_large", "Request body is too large."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    elif isinstance(exc, SuspiciousOperation):
+        exc = drf_exceptions.ParseError(str(exc) or "Malformed request.")
+
+    if isinstance(exc, drf_exceptions.APIException):
+        set_rollback()
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+        if isinstance(exc, drf_exceptions.ValidationError):
+            fields = _flatten(exc.detail)
+            return Response(
+                error_body("validation_error", "The request has invalid fields.", fields),
+                status=exc.status_code,
+                headers=headers,
+            )
+        code = _CODES.get(exc.status_code, str(exc.default_code))
+        if isinstance(exc, drf_exceptions.ParseError):
+            code = "parse_error"
+        return Response(
+            error_body(code, str(exc.detail)), status=exc.status_code, headers=headers
+        )
+
+    set_rollback()
+    logger.exception("unhandled error in API view")
+    return Response(
+        error_body("server_error", "Internal server error."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def json_bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body("payload_too_large", "Request body is too large."), status=413)
+    return JsonResponse(error_body("invalid_request", "Bad request."), status=400)
+
+
+def json_permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _wants_json(request):
+        from django.views.defaults import permission_denied
+
+        return permission_denied(request, exception)
+    return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
+
+
+def json_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _wants_json(request):
+        from django.views.defaults import page_not_found
+
+        return page_not_found(request, exception)
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    if not _wants_json(request):
+        from django.views.defaults import server_error
+
+        return server_error(request)
+    return JsonResponse(error_body("server_error", "Internal server error."), status=500)

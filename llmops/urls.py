@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from llmops.health import HealthView
+
+api_v1 = [
+    path("health", HealthView.as_view(), name="health"),
+    path("", include("accounts.api.urls")),
+    path("", include("prompts.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+handler400 = "llmops.exception_handler.json_bad_request"
+handler403 = "llmops.exception_handler.json_permission_denied"
+handler404 = "llmops.exception_handler.json_not_found"
+handler500 = "llmops.exception_handler.json_server_error"

@@ -1,0 +1,176 @@
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from prompts import selectors, services
+from prompts.api.serializers import (
+    LabelMoveInputSerializer,
+    LabelSerializer,
+    LabelsSerializer,
+    PromptCreatedSerializer,
+    PromptCreateSerializer,
+    PromptSerializer,
+    PromptUpdateSerializer,
+    RenderedSerializer,
+    RenderInputSerializer,
+    VersionInputSerializer,
+    VersionSerializer,
+)
+from prompts.models import Prompt, PromptVersion
+
+PROMPT_REF = OpenApiParameter(
+    "ref", OpenApiTypes.STR, OpenApiParameter.PATH, description="The prompt's id or its name."
+)
+LABEL_HISTORY_LIMIT = 100
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List your prompts",
+        parameters=[OpenApiParameter("include_archived", OpenApiTypes.BOOL, description="Include archived prompts.")],
+    ),
+    create=extend_schema(
+        summary="Create a prompt with its first version",
+        request=PromptCreateSerializer,
+        responses={201: PromptCreatedSerializer},
+    ),
+    retrieve=extend_schema(summary="Get a prompt by id or name", parameters=[PROMPT_REF]),
+    partial_update=extend_schema(
+        summary="Update a prompt's description", request=PromptUpdateSerializer, parameters=[PROMPT_REF]
+    ),
+    destroy=extend_schema(summary="Archive a prompt (its versions stay)", parameters=[PROMPT_REF]),
+)
+@extend_schema(tags=["prompts"])
+class PromptViewSet(viewsets.GenericViewSet):
+    serializer_class = PromptSerializer
+    lookup_field = "ref"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Prompt]:
+        include_archived = self.request.query_params.get("include_archived", "").lower() in ("1", "true", "yes")
+        return selectors.prompt_list(owner=self.request.user, include_archived=include_archived)  # type: ignore[arg-type]
+
+    def get_object(self) -> Prompt:
+        return selectors.prompt_get(owner=self.request.user, ref=self.kwargs["ref"])  # type: ignore[arg-type]
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(PromptSerializer(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = PromptCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prompt, version = services.prompt_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        prompt = selectors.prompt_get(owner=request.user, ref=str(prompt.pk))  # type: ignore[arg-type]
+        prompt.version = version  # type: ignore[attr-defined]
+        return Response(PromptCreatedSerializer(prompt).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, ref: str) -> Response:
+        return Response(PromptSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, ref: str) -> Response:
+        prompt = self.get_object()
+        serializer = PromptUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.prompt_update(prompt=prompt, **serializer.validated_data)
+        return Response(PromptSerializer(prompt).data)
+
+    def destroy(self, request: Request, ref: str) -> Response:
+        services.prompt_archive(prompt=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Render a version with variables (no model call)",
+        request=RenderInputSerializer,
+        responses={200: RenderedSerializer},
+        parameters=[PROMPT_REF],
+    )
+    @action(detail=True, methods=["post"])
+    def render(self, request: Request, ref: str) -> Response:
+        prompt = self.get_object()
+        serializer = RenderInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version = selectors.version_resolve(prompt=prompt, version=data.get("version"), label=data.get("label"))
+        rendered = services.prompt_render(version=version, values=data["variables"])
+        return Response({"prompt": prompt.pk, "version": version.number, **rendered})
+
+    @extend_schema(summary="Labels and their move history", responses={200: LabelsSerializer}, parameters=[PROMPT_REF])
+    @action(detail=True, methods=["get"], url_path="labels", pagination_class=None)
+    def labels(self, request: Request, ref: str) -> Response:
+        prompt = self.get_object()
+        return Response(
+            LabelsSerializer(
+                {
+                    "labels": selectors.label_list(prompt=prompt),
+                    "history": selectors.label_history(prompt=prompt)[:LABEL_HISTORY_LIMIT],
+                }
+            ).data
+        )
+
+    @extend_schema(
+        summary="Point a label at a version (deploy or roll back)",
+        request=LabelMoveInputSerializer,
+        responses={200: LabelSerializer},
+        parameters=[
+            PROMPT_REF,
+            OpenApiParameter("label", OpenApiTypes.STR, OpenApiParameter.PATH, description="Label name (a slug)."),
+        ],
+    )
+    @action(detail=True, methods=["put"], url_path=r"labels/(?P<label>[-a-zA-Z0-9_]+)")
+    def move_label(self, request: Request, ref: str, label: str) -> Response:
+        prompt = self.get_object()
+        serializer = LabelMoveInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        moved = services.label_move(
+            prompt=prompt, label=label, version_number=serializer.validated_data["version"], moved_by=request.user  # type: ignore[arg-type]
+        )
+        return Response(LabelSerializer(moved).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List a prompt's versions, newest first"),
+    create=extend_schema(
+        summary="Create the next version of a prompt",
+        request=VersionInputSerializer,
+        responses={201: VersionSerializer},
+    ),
+    retrieve=extend_schema(
+        summary="Get one version by number",
+        parameters=[OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.PATH)],
+    ),
+)
+@extend_schema(tags=["prompts"], parameters=[PROMPT_REF])
+class PromptVersionViewSet(viewsets.GenericViewSet):
+    """Versions are immutable: there is no update or delete."""
+
+    serializer_class = VersionSerializer
+    lookup_field = "number"
+    lookup_value_regex = "[0-9]+"
+
+    def _prompt(self) -> Prompt:
+        return selectors.prompt_get(owner=self.request.user, ref=self.kwargs["ref"])  # type: ignore[arg-type]
+
+    def get_queryset(self) -> QuerySet[PromptVersion]:
+        return selectors.version_list(prompt=self._prompt())
+
+    def list(self, request: Request, ref: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(VersionSerializer(page, many=True).data)
+
+    def create(self, request: Request, ref: str) -> Response:
+        prompt = self._prompt()
+        serializer = VersionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = services.prompt_version_create(prompt=prompt, created_by=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, ref: str, number: Any) -> Response:
+        version = selectors.version_get(prompt=self._prompt(), number=int(number))
+        return Response(VersionSerializer(version).data)

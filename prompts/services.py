@@ -1,0 +1,203 @@
+"""Writes for prompts, their versions and labels."""
+
+import re
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from llmops.errors import Conflict, FieldErrors, ValidationFailed
+from prompts import rendering
+from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}/[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+
+# name -> (types, min, max); None bounds are open.
+_PARAMS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
+    "temperature": ((int, float), 0, 2),
+    "top_p": ((int, float), 0, 1),
+    "max_tokens": ((int,), 1, 1_000_000),
+    "frequency_penalty": ((int, float), -2, 2),
+    "presence_penalty": ((int, float), -2, 2),
+    "seed": ((int,), None, None),
+    "stop": ((list, str), None, None),
+}
+
+
+def validate_params(params: Any, *, field: str = "params") -> dict[str, Any]:
+    """Model parameters: only known names, each of the right type and range."""
+    if not isinstance(params, dict):
+        raise ValidationFailed("params must be an object.", fields={field: ["Must be an object."]})
+    errors: FieldErrors = {}
+    for name, value in params.items():
+        key = f"{field}.{name}"
+        if name not in _PARAMS:
+            errors[key] = [f"Unknown parameter. Known: {', '.join(_PARAMS)}."]
+            continue
+        types, low, high = _PARAMS[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            errors[key] = [f"Must be of type {' or '.join(t.__name__ for t in types)}."]
+        elif low is not None and high is not None and not (low <= value <= high):  # type: ignore[operator]
+            errors[key] = [f"Must be between {low} and {high}."]
+        elif name == "stop" and isinstance(value, list) and not (
+            len(value) <= 4 and all(isinstance(s, str) and s for s in value)
+        ):
+            errors[key] = ["Must be a string or a list of at most 4 non-empty strings."]
+    if errors:
+        raise ValidationFailed("Invalid model parameters.", fields=errors)
+    return params
+
+
+def validate_model(model: Any) -> str:
+    if not isinstance(model, str) or not _MODEL.match(model):
+        raise ValidationFailed(
+            "Invalid model.",
+            fields={"model": ["Must be '<provider>/<model id>', e.g. 'local/smollm2' or 'hf/Qwen/Qwen2.5-1.5B-Instruct'."]},
+        )
+    return model
+
+
+def _validated_content(
+    *, template: str | None, messages: list[dict[str, Any]] | None, variables: Any
+) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+    if (template is None) == (messages is None):
+        raise ValidationFailed(
+            "Give either a text template or chat messages.",
+            fields={"template": ["Exactly one of template or messages is required."]},
+        )
+    normalized = rendering.normalize_variables(variables if variables is not None else {})
+    if template is not None:
+        if not template.strip():
+            raise ValidationFailed("The template is empty.", fields={"template": ["Must not be empty."]})
+        kind, content_template, content_messages = PromptVersion.Kind.TEXT, template, []
+    else:
+        assert messages is not None
+        if not messages:
+            raise ValidationFailed("No messages.", fields={"messages": ["At least one message is required."]})
+        kind = PromptVersion.Kind.CHAT
+        content_template = ""
+        content_messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+    rendering.check_templates(
+        kind=kind, template=content_template, messages=content_messages, variables=normalized
+    )
+    return kind, content_template, content_messages, normalized
+
+
+def prompt_version_create(
+    *,
+    prompt: Prompt,
+    created_by: User | None,
+    model: str,
+    template: str | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    variables: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    commit_message: str = "",
+) -> PromptVersion:
+    """Appends the next numbered version. Precondition: the prompt is not archived.
+
+    The prompt row is locked while the number is taken, so concurrent creations get 1, 2, 3...
+    with no gaps or duplicates.
+    """
+    kind, content_template, content_messages, normalized = _validated_content(
+        template=template, messages=messages, variables=variables
+    )
+    validate_model(model)
+    validate_params(params or {})
+    with transaction.atomic():
+        locked = Prompt.objects.select_for_update().get(pk=prompt.pk)
+        if locked.archived_at is not None:
+            raise Conflict("The prompt is archived; it takes no new versions.", code="prompt_archived")
+        locked.latest_version_number += 1
+        locked.save(update_fields=["latest_version_number", "updated_at"])
+        version = PromptVersion.objects.create(
+            prompt=locked,
+            number=locked.latest_version_number,
+            kind=kind,
+            template=content_template,
+            messages=content_messages,
+            variables=normalized,
+            model=model,
+            params=params or {},
+            commit_message=commit_message,
+            created_by=created_by,
+        )
+    prompt.latest_version_number = version.number
+    return version
+
+
+def prompt_create(
+    *, owner: User, name: str, description: str = "", **version_fields: Any
+) -> tuple[Prompt, PromptVersion]:
+    """Creates a prompt with its version 1 in one transaction."""
+    with transaction.atomic():
+        if Prompt.objects.filter(owner=owner, name=name).exists():
+            raise Conflict(
+                f"You already have a prompt named {name!r}.",
+                fields={"name": ["A prompt with this name exists (archived prompts keep their name)."]},
+                code="name_taken",
+            )
+        try:
+            with transaction.atomic():
+                prompt = Prompt.objects.create(owner=owner, name=name, description=description)
+        except IntegrityError:  # lost a race with a concurrent create of the same name
+            raise Conflict(
+                f"You already have a prompt named {name!r}.", fields={"name": ["Already exists."]}, code="name_taken"
+            ) from None
+        version = prompt_version_create(prompt=prompt, created_by=owner, **version_fields)
+    return prompt, version
+
+
+def prompt_update(*, prompt: Prompt, description: str) -> Prompt:
+    prompt.description = description
+    prompt.save(update_fields=["description", "updated_at"])
+    return prompt
+
+
+def prompt_archive(*, prompt: Prompt) -> Prompt:
+    """Hides the prompt from lists and blocks new versions; versions and runs stay."""
+    if prompt.archived_at is None:
+        prompt.archived_at = timezone.now()
+        prompt.save(update_fields=["archived_at", "updated_at"])
+    return prompt
+
+
+def label_move(*, prompt: Prompt, label: str, version_number: int, moved_by: User | None) -> PromptLabel:
+    """Points `label` at a version of the same prompt and records the move (a rollback is a move too)."""
+    if label == LATEST_LABEL:
+        raise ValidationFailed(
+            "'latest' always means the highest version and cannot be moved.",
+            fields={"label": ["'latest' is reserved."]},
+        )
+    with transaction.atomic():
+        locked = Prompt.objects.select_for_update().get(pk=prompt.pk)
+        if locked.archived_at is not None:
+            raise Conflict("The prompt is archived; its labels cannot move.", code="prompt_archived")
+        version = PromptVersion.objects.filter(prompt=locked, number=version_number).first()
+        if version is None:
+            raise ValidationFailed(
+                f"Version {version_number} does not exist.", fields={"version": ["No such version of this prompt."]}
+            )
+        current = PromptLabel.objects.filter(prompt=locked, name=label).first()
+        if current is None:
+            current = PromptLabel.objects.create(prompt=locked, name=label, version=version)
+            LabelMove.objects.create(prompt=locked, label=label, from_version=None, to_version=version, moved_by=moved_by)
+        elif current.version_id != version.pk:
+            previous = current.version
+            current.version = version
+            current.save(update_fields=["version", "updated_at"])
+            LabelMove.objects.create(
+                prompt=locked, label=label, from_version=previous, to_version=version, moved_by=moved_by
+            )
+    return current
+
+
+def prompt_render(*, version: PromptVersion, values: Any) -> dict[str, Any]:
+    return rendering.render(
+        kind=version.kind,
+        template=version.template,
+        messages=version.messages,
+        variables=version.variables,
+        values=values,
+    )
