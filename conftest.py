@@ -1,10 +1,13 @@
 """Fixtures shared by every app's tests: two users (alice, bob) with API clients."""
 
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.tests.factories import UserFactory
+
+pytest_plugins = ["runs.tests.worker"]
 
 
 @pytest.fixture
@@ -38,3 +41,10 @@ def bob_client(bob) -> APIClient:
 @pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Tests create users by the hundred; the production hasher's deliberate cost would dominate."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield

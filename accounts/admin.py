@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import APIKey, User
@@ -23,6 +24,13 @@ class APIKeyAddForm(forms.ModelForm):
         model = APIKey
         fields = ["user", "name", "expires_at"]
 
+    def clean_expires_at(self) -> Any:
+        # api_key_create refuses a past expiry too, but a raise in save_model would be a 500.
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("Must be in the future.")
+        return expires_at
+
 
 @admin.register(APIKey)
 class APIKeyAdmin(admin.ModelAdmin):
@@ -35,7 +43,16 @@ class APIKeyAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     raw_id_fields = ["user"]
     # Revocation is one-way, through the "Revoke" action, so is_active is not editable.
-    readonly_fields = ["prefix", "user", "status", "is_active", "revoked_at", "last_used_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "prefix",
+        "user",
+        "status",
+        "is_active",
+        "revoked_at",
+        "last_used_at",
+        "created_at",
+        "updated_at",
+    ]
     fields = ["user", "name", "prefix", "status", "is_active", "expires_at", "revoked_at", "last_used_at", "created_at"]
     actions = ["revoke_selected"]
 
@@ -57,7 +74,9 @@ class APIKeyAdmin(admin.ModelAdmin):
         api_key, plaintext = services.api_key_create(
             user=form.cleaned_data["user"], name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"]
         )
-        obj.pk = api_key.pk
+        # The admin logs and redirects with `obj`: give it the saved row's values (prefix included).
+        for field in APIKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(api_key, field.attname))
         obj._state.adding = False
         # Kept on the request only, to render the one page that shows it.
         request._created_api_key = plaintext  # type: ignore[attr-defined]

@@ -1,10 +1,59 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from llmops.admin import ReadOnlyAdmin
+from llmops.errors import DomainError
 from prompts import services
-from prompts.models import LabelMove, Prompt, PromptLabel, PromptVersion
+from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+
+
+def _add_domain_error(form: forms.ModelForm, exc: DomainError) -> None:
+    """Shows a service's refusal on the form (a raise in save_model would be a 500)."""
+    if not exc.fields:
+        form.add_error(None, exc.message)
+    for name, problems in exc.fields.items():
+        field = name.split(".")[0]
+        form.add_error(field if field in form.fields else None, [f"{name}: {problem}" for problem in problems])
+
+
+class PromptVersionAddForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if self.errors or cleaned.get("prompt") is None:
+            return cleaned
+        is_text = cleaned.get("kind") == PromptVersion.Kind.TEXT
+        try:
+            services.prompt_version_check(
+                prompt=cleaned["prompt"],
+                model=cleaned.get("model", ""),
+                template=cleaned.get("template", "") if is_text else None,
+                messages=None if is_text else cleaned.get("messages"),
+                variables=cleaned.get("variables"),
+                params=cleaned.get("params"),
+            )
+        except DomainError as exc:
+            _add_domain_error(self, exc)
+        return cleaned
+
+
+class PromptLabelForm(forms.ModelForm):
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        prompt = cleaned.get("prompt") or getattr(self.instance, "prompt", None)
+        version = cleaned.get("version")
+        if cleaned.get("name") == LATEST_LABEL:
+            self.add_error("name", "'latest' always means the highest version and cannot be set.")
+        if prompt is not None and version is not None and version.prompt_id != prompt.pk:
+            # label_move finds the version by number, so another prompt's version would label the wrong one.
+            self.add_error("version", "Choose a version of this label's prompt.")
+        if prompt is not None and prompt.archived_at is not None:
+            self.add_error(None, "The prompt is archived; its labels cannot move.")
+        return cleaned
 
 
 class PromptVersionInline(admin.StackedInline):
@@ -12,8 +61,18 @@ class PromptVersionInline(admin.StackedInline):
 
     model = PromptVersion
     extra = 0
-    fields = ["number", "kind", "model", "template", "messages", "variables", "params", "commit_message", "created_by", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "number",
+        "kind",
+        "model",
+        "template",
+        "messages",
+        "variables",
+        "params",
+        "commit_message",
+        "created_by",
+        "created_at",
+    )
     can_delete = False
     show_change_link = True
     ordering = ["-number"]
@@ -25,8 +84,7 @@ class PromptVersionInline(admin.StackedInline):
 class PromptLabelInline(admin.TabularInline):
     model = PromptLabel
     extra = 0
-    fields = ["name", "version", "updated_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "version", "updated_at")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -54,6 +112,13 @@ class PromptVersionAdmin(admin.ModelAdmin):
     list_select_related = ["prompt", "created_by"]
     raw_id_fields = ["prompt"]
     add_fields = ["prompt", "kind", "template", "messages", "variables", "model", "params", "commit_message"]
+
+    def get_form(
+        self, request: HttpRequest, obj: PromptVersion | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = PromptVersionAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: PromptVersion | None = None) -> Any:
         if obj is None:
@@ -87,6 +152,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
 
 @admin.register(PromptLabel)
 class PromptLabelAdmin(admin.ModelAdmin):
+    form = PromptLabelForm
     list_display = ["__str__", "prompt", "name", "version", "updated_at"]
     list_filter = ["name"]
     search_fields = ["prompt__name", "name"]
@@ -99,24 +165,18 @@ class PromptLabelAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: PromptLabel, form: Any, change: bool) -> None:
         # Every move, from the admin too, goes through the service so it lands in the history.
         moved = services.label_move(
-            prompt=obj.prompt, label=obj.name, version_number=obj.version.number, moved_by=request.user  # type: ignore[arg-type]
+            prompt=obj.prompt,
+            label=obj.name,
+            version_number=obj.version.number,
+            moved_by=request.user,  # type: ignore[arg-type]
         )
         obj.pk = moved.pk
         obj._state.adding = False
 
 
 @admin.register(LabelMove)
-class LabelMoveAdmin(admin.ModelAdmin):
+class LabelMoveAdmin(ReadOnlyAdmin):
     list_display = ["prompt", "label", "from_version", "to_version", "moved_by", "created_at"]
     list_filter = ["label", "created_at"]
     search_fields = ["prompt__name", "label", "moved_by__username"]
     list_select_related = ["prompt", "from_version", "to_version", "moved_by"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -27,7 +27,29 @@ _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SPEC_KEYS = {"type", "required", "default", "description"}
 MAX_RENDERED_CHARS = 1_000_000
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_MAX_INT_BITS = 4096
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Also bounds `*` and `**`: without this, `{{ 'a' * 10**12 }}` or `{{ 9 ** (9 ** 9) }}` in a tiny
+    template exhausts the server's memory or CPU before the output size is ever checked."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        ints = [v for v in (left, right) if isinstance(v, int)]
+        sized = [v for v in (left, right) if isinstance(v, (str, list, tuple))]
+        if operator == "*" and len(ints) == 1 and sized and len(sized[0]) * ints[0] > MAX_RENDERED_CHARS:
+            raise SecurityError("Repetition result is too large.")
+        if operator == "*" and len(ints) == 2 and sum(abs(v).bit_length() for v in ints) > _MAX_INT_BITS:
+            raise SecurityError("Product is too large.")
+        power_bits = (abs(left).bit_length() - 1) * right if len(ints) == 2 and right > 0 else 0
+        if operator == "**" and power_bits > _MAX_INT_BITS:
+            raise SecurityError("Power is too large.")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class RenderError(ValidationFailed):
@@ -142,7 +164,7 @@ def resolve_values(variables: dict[str, dict[str, Any]], values: Any) -> dict[st
 
 
 def _json_type(value: Any) -> str:
-    for name, types in VARIABLE_TYPES.items():
+    for name in VARIABLE_TYPES:
         if _type_matches(value, name):
             return name
     return "null" if value is None else type(value).__name__
@@ -151,7 +173,7 @@ def _json_type(value: Any) -> str:
 def _render_one(source: str, values: dict[str, Any], field: str) -> str:
     try:
         text = _env.from_string(source).render(values)
-    except (SecurityError, UndefinedError, TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+    except (SecurityError, UndefinedError, TemplateError, ArithmeticError, TypeError, ValueError, MemoryError) as exc:
         raise RenderError("The template failed to render.", fields={field: [str(exc)]}) from None
     if len(text) > MAX_RENDERED_CHARS:
         raise RenderError(

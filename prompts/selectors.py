@@ -9,7 +9,6 @@ from llmops.errors import NotFound, ValidationFailed
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
 
 
-
 def prompt_list(*, owner: User, include_archived: bool = False) -> QuerySet[Prompt]:
     prompts = Prompt.objects.filter(owner=owner).prefetch_related(
         Prefetch("labels", queryset=PromptLabel.objects.select_related("version"))
@@ -21,6 +20,7 @@ def prompt_list(*, owner: User, include_archived: bool = False) -> QuerySet[Prom
 
 def prompt_get(*, owner: User, ref: str) -> Prompt:
     """A prompt by UUID or by name."""
+    lookup: dict[str, object]
     try:
         lookup = {"pk": uuid.UUID(str(ref))}
     except ValueError:

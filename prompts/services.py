@@ -40,8 +40,10 @@ def validate_params(params: Any, *, field: str = "params") -> dict[str, Any]:
             errors[key] = [f"Must be of type {' or '.join(t.__name__ for t in types)}."]
         elif low is not None and high is not None and not (low <= value <= high):  # type: ignore[operator]
             errors[key] = [f"Must be between {low} and {high}."]
-        elif name == "stop" and isinstance(value, list) and not (
-            len(value) <= 4 and all(isinstance(s, str) and s for s in value)
+        elif (
+            name == "stop"
+            and isinstance(value, list)
+            and not (len(value) <= 4 and all(isinstance(s, str) and s for s in value))
         ):
             errors[key] = ["Must be a string or a list of at most 4 non-empty strings."]
     if errors:
@@ -53,7 +55,9 @@ def validate_model(model: Any) -> str:
     if not isinstance(model, str) or not _MODEL.match(model):
         raise ValidationFailed(
             "Invalid model.",
-            fields={"model": ["Must be '<provider>/<model id>', e.g. 'local/smollm2' or 'hf/Qwen/Qwen2.5-1.5B-Instruct'."]},
+            fields={
+                "model": ["Must be '<provider>/<model id>', e.g. 'local/smollm2' or 'hf/Qwen/Qwen2.5-1.5B-Instruct'."]
+            },
         )
     return model
 
@@ -73,15 +77,39 @@ def _validated_content(
         kind, content_template, content_messages = PromptVersion.Kind.TEXT, template, []
     else:
         assert messages is not None
-        if not messages:
+        if not isinstance(messages, list) or not messages:
             raise ValidationFailed("No messages.", fields={"messages": ["At least one message is required."]})
+        # The API's serializer checks this shape too; the admin's JSON field does not.
+        roles = ", ".join(rendering.CHAT_ROLES)
+        malformed = {
+            f"messages.{index}": [f"Must be an object with a role ({roles}) and a content string."]
+            for index, m in enumerate(messages)
+            if not (isinstance(m, dict) and m.get("role") in rendering.CHAT_ROLES and isinstance(m.get("content"), str))
+        }
+        if malformed:
+            raise ValidationFailed("Invalid messages.", fields=malformed)
         kind = PromptVersion.Kind.CHAT
         content_template = ""
         content_messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-    rendering.check_templates(
-        kind=kind, template=content_template, messages=content_messages, variables=normalized
-    )
+    rendering.check_templates(kind=kind, template=content_template, messages=content_messages, variables=normalized)
     return kind, content_template, content_messages, normalized
+
+
+def prompt_version_check(
+    *,
+    prompt: Prompt,
+    model: str,
+    template: str | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    variables: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """Raises what prompt_version_create would for these fields, writing nothing (for admin forms)."""
+    _validated_content(template=template, messages=messages, variables=variables)
+    validate_model(model)
+    validate_params(params or {})
+    if prompt.archived_at is not None:
+        raise Conflict("The prompt is archived; it takes no new versions.", code="prompt_archived")
 
 
 def prompt_version_create(
@@ -182,7 +210,9 @@ def label_move(*, prompt: Prompt, label: str, version_number: int, moved_by: Use
         current = PromptLabel.objects.filter(prompt=locked, name=label).first()
         if current is None:
             current = PromptLabel.objects.create(prompt=locked, name=label, version=version)
-            LabelMove.objects.create(prompt=locked, label=label, from_version=None, to_version=version, moved_by=moved_by)
+            LabelMove.objects.create(
+                prompt=locked, label=label, from_version=None, to_version=version, moved_by=moved_by
+            )
         elif current.version_id != version.pk:
             previous = current.version
             current.version = version

@@ -9,8 +9,15 @@ class APIKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = APIKey
         fields = [
-            "id", "name", "prefix", "status", "is_active", "expires_at",
-            "last_used_at", "revoked_at", "created_at",
+            "id",
+            "name",
+            "prefix",
+            "status",
+            "is_active",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "created_at",
         ]
         read_only_fields = fields
 

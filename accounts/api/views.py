@@ -19,9 +19,7 @@ from accounts.models import APIKey
     ),
     destroy=extend_schema(summary="Revoke an API key", tags=["keys"]),
 )
-class APIKeyViewSet(
-    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
-):
+class APIKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = APIKeySerializer
 
     def get_queryset(self) -> QuerySet[APIKey]:

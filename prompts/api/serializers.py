@@ -14,7 +14,9 @@ class MessageSerializer(StrictInputSerializer):
 
 class VersionInputSerializer(StrictInputSerializer):
     template = serializers.CharField(
-        required=False, max_length=100_000, trim_whitespace=False,
+        required=False,
+        max_length=100_000,
+        trim_whitespace=False,
         help_text="Text template with {{ variable }} placeholders. Give this or `messages`.",
     )
     messages = MessageSerializer(many=True, required=False, help_text="Chat messages. Give this or `template`.")
@@ -49,8 +51,18 @@ class VersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromptVersion
         fields = [
-            "id", "prompt", "number", "kind", "template", "messages", "variables", "model", "params",
-            "commit_message", "created_by", "created_at",
+            "id",
+            "prompt",
+            "number",
+            "kind",
+            "template",
+            "messages",
+            "variables",
+            "model",
+            "params",
+            "commit_message",
+            "created_by",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -108,7 +120,9 @@ class LabelsSerializer(serializers.Serializer):
 
 class RenderInputSerializer(StrictInputSerializer):
     version = serializers.IntegerField(min_value=1, required=False)
-    label = serializers.SlugField(max_length=50, required=False, help_text="A label, or `latest` (the default).")
+    label = serializers.SlugField(  # type: ignore[assignment]
+        max_length=50, required=False, help_text="A label, or `latest` (the default)."
+    )
     variables = serializers.DictField(required=False, default=dict)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

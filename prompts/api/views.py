@@ -129,7 +129,10 @@ class PromptViewSet(viewsets.GenericViewSet):
         serializer = LabelMoveInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         moved = services.label_move(
-            prompt=prompt, label=label, version_number=serializer.validated_data["version"], moved_by=request.user  # type: ignore[arg-type]
+            prompt=prompt,
+            label=label,
+            version_number=serializer.validated_data["version"],
+            moved_by=request.user,  # type: ignore[arg-type]
         )
         return Response(LabelSerializer(moved).data)
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 import factory
 
 from accounts.tests.factories import UserFactory
@@ -17,7 +19,7 @@ class PromptFactory(factory.django.DjangoModelFactory):
 
 def prompt_with_version(owner, name="greet", **version_fields) -> tuple[Prompt, PromptVersion]:
     """A prompt created through the service, as the API would, with its version 1."""
-    fields = {
+    fields: dict[str, Any] = {
         "template": "Say hello to {{ name }}.",
         "variables": {"name": {"type": "string"}},
         "model": "local/smollm2",
