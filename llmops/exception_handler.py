@@ -82,9 +82,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         code = _CODES.get(exc.status_code, str(exc.default_code))
         if isinstance(exc, drf_exceptions.ParseError):
             code = "parse_error"
-        return Response(
-            error_body(code, str(exc.detail)), status=exc.status_code, headers=headers
-        )
+        return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
 
     set_rollback()
     logger.exception("unhandled error in API view")

@@ -10,7 +10,7 @@ from rest_framework import permissions, serializers
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Machine-readable error code, e.g. `validation_error`.")
     message = serializers.CharField()
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Offending field names (dotted for nested fields) and their problems.",
     )
@@ -42,9 +42,7 @@ class AutoSchema(SpectacularAutoSchema):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
-        public = any(
-            isinstance(p, permissions.AllowAny) for p in self.view.get_permissions()
-        )
+        public = any(isinstance(p, permissions.AllowAny) for p in self.view.get_permissions())
         for code, description in _ERRORS.items():
             if code in responses:
                 continue

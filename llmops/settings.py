@@ -11,13 +11,12 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 # A secret key is required outside debug; the development fallback is never used in production.
-SECRET_KEY = env.str("SECRET_KEY", default="") or (
-    "dev-only-insecure-key-do-not-use-in-production" if DEBUG else ""
-)
+SECRET_KEY = env.str("SECRET_KEY", default="") or ("dev-only-insecure-key-do-not-use-in-production" if DEBUG else "")
 if not SECRET_KEY:
     raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
 
@@ -44,6 +43,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "llmops.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and Swagger UI's static files from gunicorn, with no proxy needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -79,6 +80,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
     # Wait for the write lock instead of failing at once when the in-process worker writes too.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # A file, not shared-cache memory, for tests: worker threads then wait on locks instead of
+    # failing with "database table is locked".
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -100,6 +104,16 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Without collectstatic (development, tests) WhiteNoise finds files in the apps, as runserver does.
+WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "admin").exists()
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every request when it is missing
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        # Compressed but not hashed: no manifest, so pages also render before collectstatic (tests).
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+    },
+}
 
 # Redis: the Dramatiq broker and the shared cache. Unset: in-process broker and a local cache.
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -116,9 +130,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 DRAMATIQ_BROKER = {
-    "BROKER": (
-        "dramatiq.brokers.redis.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker"
-    ),
+    "BROKER": ("dramatiq.brokers.redis.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker"),
     "OPTIONS": {"url": REDIS_URL} if REDIS_URL else {},
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",
@@ -126,6 +138,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "runs.dramatiq_middleware.StartRecovery",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
@@ -144,9 +157,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
-        "rest_framework.renderers.BrowsableAPIRenderer"
-    )
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "LLMOps API",
@@ -198,3 +212,16 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Runs: retries of transient provider errors, time limit, and recovery of lost work.
+RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=4)
+RUN_RETRY_BASE_BACKOFF_S = env.float("RUN_RETRY_BASE_BACKOFF_S", default=1.0)
+RUN_RETRY_MAX_BACKOFF_S = env.float("RUN_RETRY_MAX_BACKOFF_S", default=60.0)
+RUN_TIME_LIMIT_S = env.int("RUN_TIME_LIMIT_S", default=600)
+RUN_RECOVER_QUEUED_AFTER_S = env.int("RUN_RECOVER_QUEUED_AFTER_S", default=300)
+RUN_RECOVER_INTERVAL_S = env.int("RUN_RECOVER_INTERVAL_S", default=60)
+RUN_WAIT_MAX_S = env.int("RUN_WAIT_MAX_S", default=60)
+# With no REDIS_URL the web process runs a Dramatiq worker in a thread (the embedded default).
+EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL)
+EMBEDDED_WORKER_THREADS = env.int("EMBEDDED_WORKER_THREADS", default=2)
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now; silences its deprecation warning

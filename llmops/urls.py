@@ -1,13 +1,15 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from llmops.health import HealthView
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("health", HealthView.as_view(), name="health"),
     path("", include("accounts.api.urls")),
     path("", include("prompts.api.urls")),
+    path("", include("runs.api.urls")),
+    path("", include("billing.api.urls")),
 ]
 
 urlpatterns = [

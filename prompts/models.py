@@ -54,18 +54,14 @@ class PromptVersion(BaseModel):
     model = models.CharField(max_length=200, help_text="<provider>/<model id>, e.g. local/smollm2")
     params = models.JSONField(default=dict, blank=True, help_text="Model parameters: temperature, max_tokens, ...")
     commit_message = models.CharField(max_length=500, blank=True, default="")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
 
     class Meta:
         ordering = ["prompt", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["prompt", "number"], name="promptversion_prompt_number_uniq"),
             models.CheckConstraint(condition=Q(number__gte=1), name="promptversion_number_positive"),
-            models.CheckConstraint(
-                condition=Q(kind__in=["text", "chat"]), name="promptversion_kind_valid"
-            ),
+            models.CheckConstraint(condition=Q(kind__in=["text", "chat"]), name="promptversion_kind_valid"),
         ]
 
     def __str__(self) -> str:
@@ -99,9 +95,7 @@ class LabelMove(BaseModel):
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="label_moves")
     label = models.SlugField(max_length=50)
-    from_version = models.ForeignKey(
-        PromptVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    from_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     to_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
 

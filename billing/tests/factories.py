@@ -1,0 +1,33 @@
+from datetime import date
+from decimal import Decimal
+
+import factory
+
+from billing.models import CostLog, ModelPrice
+from runs.tests.factories import RunFactory
+
+
+class ModelPriceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelPrice
+
+    provider = "testllm"
+    model = factory.Sequence(lambda n: f"model-{n}")
+    input_per_mtok = Decimal("1.5")
+    output_per_mtok = Decimal("6")
+    effective_from = date(2024, 1, 1)
+
+
+class CostLogFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CostLog
+
+    run = factory.SubFactory(RunFactory)
+    owner = factory.LazyAttribute(lambda log: log.run.owner)
+    provider = factory.LazyAttribute(lambda log: log.run.provider)
+    model = factory.LazyAttribute(lambda log: log.run.model)
+    prompt_tokens = 4
+    completion_tokens = 2
+    input_cost = Decimal("0.000006")
+    output_cost = Decimal("0.000012")
+    total_cost = Decimal("0.000018")

@@ -1,0 +1,131 @@
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import APIKey
+from llmops.schema import ErrorSerializer
+from runs import selectors, services
+from runs.api.serializers import (
+    RunCreateQuerySerializer,
+    RunCreateSerializer,
+    RunFilterSerializer,
+    RunSerializer,
+    SeedRunCreateSerializer,
+)
+from runs.models import Run
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Same key and body from the same owner returns the same run; a different body is 409.",
+)
+WAIT_PARAM = OpenApiParameter(
+    "wait", OpenApiTypes.NUMBER, description=f"Wait up to this many seconds (at most {settings.RUN_WAIT_MAX_S})."
+)
+CREATE_RESPONSES = {
+    200: OpenApiResponse(
+        RunSerializer, description="Finished within `wait`, or an idempotent replay of a finished run."
+    ),
+    202: OpenApiResponse(RunSerializer, description="Queued or running; poll its `url`."),
+    409: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with a different body."),
+}
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _create_run(request: Request, data: dict[str, Any]) -> Response:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise serializers.ValidationError({"Idempotency-Key": [f"Must be 1 to {MAX_IDEMPOTENCY_KEY} characters."]})
+    query = RunCreateQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    run, _ = services.run_create(
+        owner=request.user,  # type: ignore[arg-type]
+        api_key=request.auth if isinstance(request.auth, APIKey) else None,
+        idempotency_key=key,
+        **data,
+    )
+    wait = min(query.validated_data.get("wait", 0), settings.RUN_WAIT_MAX_S)
+    run = selectors.run_wait(owner=request.user, run_id=run.pk, seconds=wait)  # type: ignore[arg-type]
+    body = RunSerializer(run, context={"request": request}).data
+    return Response(
+        body,
+        status=status.HTTP_200_OK if run.is_finished else status.HTTP_202_ACCEPTED,
+        headers={"Location": body["url"]},
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List your runs, newest first",
+        parameters=[RunFilterSerializer],
+    ),
+    retrieve=extend_schema(summary="Get a run"),
+    create=extend_schema(
+        summary="Run a prompt version against its model",
+        request=RunCreateSerializer,
+        responses=CREATE_RESPONSES,
+        parameters=[IDEMPOTENCY_HEADER, WAIT_PARAM],
+    ),
+)
+@extend_schema(tags=["runs"])
+class RunViewSet(viewsets.GenericViewSet):
+    serializer_class = RunSerializer
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Run]:
+        if getattr(self, "swagger_fake_view", False):
+            return Run.objects.none()
+        filters = RunFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.run_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(RunSerializer(page, many=True, context={"request": request}).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        run = selectors.run_get(owner=request.user, run_id=pk)  # type: ignore[arg-type]
+        return Response(RunSerializer(run, context={"request": request}).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = RunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return _create_run(request, serializer.validated_data)
+
+    @extend_schema(
+        summary="Cancel a queued run (it will never execute)",
+        request=None,
+        responses={200: RunSerializer, 409: OpenApiResponse(ErrorSerializer, description="Not queued any more.")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = selectors.run_get(owner=request.user, run_id=pk)  # type: ignore[arg-type]
+        run = services.run_cancel(run=run)
+        return Response(RunSerializer(run, context={"request": request}).data)
+
+
+class SeedRunView(APIView):
+    """POST /api/v1/run: the seed's endpoint, an alias of POST /api/v1/runs that also takes
+    `{"prompt_version_id", "variables", "model"}`."""
+
+    @extend_schema(
+        summary="Run a prompt version (alias of POST /api/v1/runs; also takes prompt_version_id)",
+        request=SeedRunCreateSerializer,
+        responses=CREATE_RESPONSES,
+        parameters=[IDEMPOTENCY_HEADER, WAIT_PARAM],
+        tags=["runs"],
+        operation_id="run_create_alias",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SeedRunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return _create_run(request, serializer.validated_data)

@@ -1,0 +1,35 @@
+import factory
+
+from accounts.tests.factories import UserFactory
+from prompts.tests.factories import prompt_with_version
+from runs.models import Provider, Run
+
+
+class ProviderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Provider
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"provider{n}")
+    kind = Provider.Kind.OPENAI_COMPATIBLE
+    base_url = "http://127.0.0.1:9/v1"
+
+
+class RunFactory(factory.django.DjangoModelFactory):
+    """A finished run of a fresh prompt's version 1 (no provider call is made)."""
+
+    class Meta:
+        model = Run
+
+    owner = factory.SubFactory(UserFactory)
+    prompt_version = factory.LazyAttribute(
+        lambda run: prompt_with_version(run.owner, name=f"p-{Run.objects.count()}")[1]
+    )
+    rendered_input = factory.LazyFunction(lambda: [{"role": "user", "content": "Say hello to Ada."}])
+    provider = "testllm"
+    model = "test-model"
+    status = Run.Status.SUCCEEDED
+    output = "Hello Ada."
+    prompt_tokens = 4
+    completion_tokens = 2
+    total_tokens = 6
