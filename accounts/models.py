@@ -17,6 +17,21 @@ class User(AbstractUser):
         swappable = "AUTH_USER_MODEL"
 
 
+class Scope(models.TextChoices):
+    """What a key may do; an endpoint names the scope it needs."""
+
+    PROMPTS_READ = "prompts:read", "Read prompts, versions, labels; render"
+    PROMPTS_WRITE = "prompts:write", "Create prompts and versions, move labels, archive"
+    RUNS_EXECUTE = "runs:execute", "Create and cancel runs"
+    RUNS_READ = "runs:read", "Read runs"
+    BILLING_READ = "billing:read", "Read costs and budgets"
+    KEYS_MANAGE = "keys:manage", "Create, rotate and revoke keys; manage budgets"
+
+
+def all_scopes() -> list[str]:
+    return [scope.value for scope in Scope]
+
+
 class APIKey(BaseModel):
     """A user's API key. Only a SHA-256 hash of the secret is stored.
 
@@ -32,6 +47,21 @@ class APIKey(BaseModel):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scopes = models.JSONField(default=all_scopes, help_text="Granted scopes; see accounts.models.Scope.")
+    # Rotation keeps the previous secret working until this time (a grace period), then never again.
+    previous_secret_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Staff overrides of the default limits (settings RATE_LIMIT_*); empty or null means the default.
+    rate_limit = models.CharField(
+        max_length=20, blank=True, default="", help_text="Requests per period, e.g. '600/m'. Empty: default."
+    )
+    run_rate_limit = models.CharField(
+        max_length=20, blank=True, default="", help_text="Run creations per period, e.g. '60/m'. Empty: default."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Run tokens per minute. Empty: default."
+    )
 
     class Meta:
         verbose_name = "API key"

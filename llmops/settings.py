@@ -4,6 +4,7 @@ With no DATABASE_URL / REDIS_URL the project runs on its embedded default: a SQL
 memory cache and an in-process Dramatiq broker, so a newcomer needs nothing but Python.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -82,7 +83,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     # A file, not shared-cache memory, for tests: worker threads then wait on locks instead of
     # failing with "database table is locked".
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+    # One file per test process, so parallel runs in one checkout do not share a database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
