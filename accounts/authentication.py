@@ -16,6 +16,10 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         raw_key = self._raw_key(request)
         if raw_key is None:
             return None
+        # Already authenticated by accounts.middleware.RateLimitMiddleware for this request.
+        cached: APIKey | None = getattr(request, "_authenticated_api_key", None)
+        if cached is not None:
+            return cached.user, cached
         try:
             api_key = api_key_authenticate(raw_key=raw_key)
         except APIKeyInvalid as exc:

@@ -1,6 +1,8 @@
 """Writes for users and API keys."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from http import HTTPStatus
 
 from django.conf import settings
 from django.db import transaction
@@ -8,24 +10,109 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import keys
-from accounts.models import APIKey, User
-from llmops.errors import ValidationFailed
+from accounts.models import APIKey, Scope, User, all_scopes
+from llmops.errors import Conflict, DomainError, ValidationFailed
+
+# The longest time a rotated-out secret may keep working: a week, enough for a weekly deploy.
+MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600
 
 
 class APIKeyInvalid(Exception):
-    """The presented key is unknown, revoked or expired. The message never contains the key."""
+    """The presented key is unknown, revoked, expired or rotated out. The message never contains the key."""
+
+
+class InsufficientScope(DomainError):
+    """The acting key lacks a scope the operation needs."""
+
+    status_code = HTTPStatus.FORBIDDEN
+    code = "insufficient_scope"
+
+
+def scopes_clean(*, scopes: Iterable[str]) -> list[str]:
+    """Known scopes, deduplicated, in the order of `Scope`; raises ValidationFailed naming unknown ones."""
+    requested = list(scopes)
+    unknown = [scope for scope in requested if scope not in Scope.values]
+    if unknown:
+        names = ", ".join(repr(scope) for scope in unknown)
+        message = f"Unknown scope {names}; valid scopes are {', '.join(all_scopes())}."
+        raise ValidationFailed(message, fields={"scopes": [message]})
+    if not requested:
+        message = "A key needs at least one scope."
+        raise ValidationFailed(message, fields={"scopes": [message]})
+    return [scope for scope in all_scopes() if scope in requested]
+
+
+def _scopes_not_held(*, scopes: Iterable[str], acting_key: APIKey | None) -> list[str]:
+    """The scopes in `scopes` that `acting_key` does not have; none when no key acts (staff, CLI)."""
+    if acting_key is None:
+        return []
+    return [scope for scope in scopes if scope not in acting_key.scopes]
 
 
 @transaction.atomic
-def api_key_create(*, user: User, name: str, expires_at: datetime | None = None) -> tuple[APIKey, str]:
-    """Creates a key and returns it with its plaintext, which is never available again."""
+def api_key_create(
+    *,
+    user: User,
+    name: str,
+    expires_at: datetime | None = None,
+    scopes: Iterable[str] | None = None,
+    created_by_key: APIKey | None = None,
+) -> tuple[APIKey, str]:
+    """Creates a key (all scopes unless `scopes` is given) and returns it with its plaintext,
+    which is never available again. A key can only be created with scopes `created_by_key` has."""
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed("expires_at must be in the future.", fields={"expires_at": ["Must be in the future."]})
+    granted = scopes_clean(scopes=all_scopes() if scopes is None else scopes)
+    not_held = _scopes_not_held(scopes=granted, acting_key=created_by_key)
+    if not_held:
+        message = f"A key cannot grant scopes it does not have: {', '.join(not_held)}."
+        raise ValidationFailed(message, fields={"scopes": [message]})
     prefix, secret = keys.generate()
     api_key = APIKey.objects.create(
-        user=user, name=name, prefix=prefix, secret_hash=keys.hash_secret(secret), expires_at=expires_at
+        user=user,
+        name=name,
+        prefix=prefix,
+        secret_hash=keys.hash_secret(secret),
+        expires_at=expires_at,
+        scopes=granted,
     )
     return api_key, keys.join(prefix, secret)
+
+
+@transaction.atomic
+def api_key_rotate(
+    *, api_key: APIKey, grace_seconds: int = 0, rotated_by_key: APIKey | None = None
+) -> tuple[APIKey, str]:
+    """Gives the key a new secret (same prefix) and returns it with the new plaintext, shown once.
+
+    Precondition: the key is active and unexpired (else Conflict). The old secret stops working at once,
+    or after `grace_seconds`; a second rotation within a grace period ends the first one's old secret.
+    """
+    if not 0 <= grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
+        message = f"grace_seconds must be between 0 and {MAX_ROTATION_GRACE_SECONDS}."
+        raise ValidationFailed(message, fields={"grace_seconds": [message]})
+    # Locked so that two concurrent rotations cannot both keep "the previous" secret.
+    locked = APIKey.objects.select_for_update().get(pk=api_key.pk)
+    if locked.status != "active":
+        raise Conflict(f"The key is {locked.status}; only active keys can be rotated.", code="key_not_active")
+    # Rotating hands out the key's plaintext, so it must not grant the caller more than it has.
+    not_held = _scopes_not_held(scopes=locked.scopes, acting_key=rotated_by_key)
+    if not_held:
+        raise InsufficientScope(f"This key has scopes yours does not: {', '.join(not_held)}; it cannot rotate it.")
+    _, secret = keys.generate()
+    now = timezone.now()
+    if grace_seconds:
+        locked.previous_secret_hash = locked.secret_hash
+        locked.previous_secret_expires_at = now + timedelta(seconds=grace_seconds)
+    else:
+        locked.previous_secret_hash = ""
+        locked.previous_secret_expires_at = None
+    locked.secret_hash = keys.hash_secret(secret)
+    locked.rotated_at = now
+    locked.save(
+        update_fields=["secret_hash", "previous_secret_hash", "previous_secret_expires_at", "rotated_at", "updated_at"]
+    )
+    return locked, keys.join(locked.prefix, secret)
 
 
 def api_key_revoke(*, api_key: APIKey) -> APIKey:
@@ -38,13 +125,20 @@ def api_key_revoke(*, api_key: APIKey) -> APIKey:
 
 
 def api_key_authenticate(*, raw_key: str) -> APIKey:
-    """The active key matching `raw_key`; raises APIKeyInvalid otherwise."""
+    """The active key matching `raw_key` (its current secret, or its previous one during a rotation's
+    grace period); raises APIKeyInvalid otherwise."""
     parts = keys.split(raw_key)
     if parts is None:
         raise APIKeyInvalid("Invalid API key.")
     prefix, secret = parts
     api_key = APIKey.objects.select_related("user").filter(prefix=prefix).first()
-    if api_key is None or not keys.secret_matches(secret, api_key.secret_hash):
+    if api_key is None:
+        raise APIKeyInvalid("Invalid API key.")
+    # Both comparisons always run, so timing does not tell which secret (if either) matched.
+    matches_current = keys.secret_matches(secret, api_key.secret_hash)
+    matches_previous = keys.secret_matches(secret, api_key.previous_secret_hash)
+    in_grace = api_key.previous_secret_expires_at is not None and api_key.previous_secret_expires_at > timezone.now()
+    if not (matches_current or (matches_previous and in_grace)):
         raise APIKeyInvalid("Invalid API key.")
     # States are only disclosed to a caller who holds the secret.
     if not api_key.is_active:

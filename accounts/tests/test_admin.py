@@ -8,7 +8,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from accounts import keys, services
-from accounts.models import APIKey
+from accounts.models import APIKey, all_scopes
 
 ADD_URL = "/admin/accounts/apikey/add/"
 CHANGELIST_URL = "/admin/accounts/apikey/"
@@ -17,7 +17,7 @@ PLAINTEXT = re.compile(r'<code id="api-key-plaintext"[^>]*>([^<]+)</code>')
 
 def _add_key(admin_client, user, name="from-admin"):
     return admin_client.post(
-        ADD_URL, {"user": str(user.pk), "name": name, "expires_at_0": "", "expires_at_1": ""}
+        ADD_URL, {"user": str(user.pk), "name": name, "expires_at_0": "", "expires_at_1": "", "scopes": all_scopes()}
     )
 
 
@@ -75,7 +75,8 @@ def test_change_page_saves_the_name_without_touching_the_secret(admin_client, al
     api_key, plaintext = services.api_key_create(user=alice, name="before")
 
     response = admin_client.post(
-        f"/admin/accounts/apikey/{api_key.pk}/change/", {"name": "after", "expires_at_0": "", "expires_at_1": ""}
+        f"/admin/accounts/apikey/{api_key.pk}/change/",
+        {"name": "after", "expires_at_0": "", "expires_at_1": "", "scopes": all_scopes()},
     )
 
     assert response.status_code == 302
@@ -101,7 +102,14 @@ def test_revoke_action_revokes_the_selected_keys(admin_client, alice):
 
 def test_add_form_with_a_past_expiry_is_a_form_error_not_a_crash(admin_client, alice):
     response = admin_client.post(
-        ADD_URL, {"user": str(alice.pk), "name": "old", "expires_at_0": "2001-01-01", "expires_at_1": "00:00:00"}
+        ADD_URL,
+        {
+            "user": str(alice.pk),
+            "name": "old",
+            "expires_at_0": "2001-01-01",
+            "expires_at_1": "00:00:00",
+            "scopes": all_scopes(),
+        },
     )
 
     assert response.status_code == 200
