@@ -1,9 +1,13 @@
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
-from billing.models import CostLog, ModelPrice
+from billing import selectors
+from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from llmops.admin import ReadOnlyAdmin
 
 
@@ -44,4 +48,61 @@ class CostLogAdmin(ReadOnlyAdmin):
     list_filter = ["cost_known", "tokens_estimated", "provider", "created_at"]
     search_fields = ["model", "provider", "owner__username", "run__id"]
     list_select_related = ["owner", "api_key"]
+    date_hierarchy = "created_at"
+
+
+class BudgetScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("user", "User-wide"), ("key", "One API key")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> QuerySet[Budget]:
+        if self.value() == "user":
+            return queryset.filter(api_key__isnull=True)
+        if self.value() == "key":
+            return queryset.filter(api_key__isnull=False)
+        return queryset
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """Spent, reserved and remaining are computed for the current window (UTC), as the API shows them."""
+
+    list_display = ["owner", "api_key", "amount", "window", "spent", "reserved", "remaining", "updated_at"]
+    list_filter = ["window", BudgetScopeFilter]
+    search_fields = ["owner__username", "api_key__prefix", "api_key__name"]
+    list_select_related = ["owner", "api_key"]
+    raw_id_fields = ["owner", "api_key"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
+        return selectors.budgets_with_usage(now=timezone.now())
+
+    @admin.display(description="spent (USD)")
+    def spent(self, budget: Budget) -> str:
+        return _plain(budget.spent)  # type: ignore[attr-defined]
+
+    @admin.display(description="reserved (USD)")
+    def reserved(self, budget: Budget) -> str:
+        return _plain(budget.reserved)  # type: ignore[attr-defined]
+
+    @admin.display(description="remaining (USD)")
+    def remaining(self, budget: Budget) -> str:
+        return _plain(budget.amount - budget.spent - budget.reserved)  # type: ignore[attr-defined]
+
+
+def _plain(value: Decimal) -> str:
+    """Without trailing zeros, whatever precision the database's sum came back with."""
+    return f"{value.normalize():f}"
+
+
+@admin.register(BudgetReservation)
+class BudgetReservationAdmin(ReadOnlyAdmin):
+    """Read-only: reservations are made by run creation and closed by the run's outcome."""
+
+    list_display = ["created_at", "budget", "run", "amount", "status", "closed_at"]
+    list_filter = ["status", "budget__window", "created_at"]
+    search_fields = ["run__id", "budget__owner__username"]
+    list_select_related = ["budget", "budget__api_key", "run"]
     date_hierarchy = "created_at"

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -83,7 +84,95 @@ class CostLog(BaseModel):
         indexes = [
             # Spend summaries of one owner over a date range: selectors.cost_summary.
             models.Index(fields=["owner", "created_at"], name="costlog_owner_created_idx"),
+            # Spend of one key's budget in its window: selectors.budgets_with_usage.
+            models.Index(fields=["api_key", "created_at"], name="costlog_key_created_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.model}: {self.total_cost if self.cost_known else 'unknown'} {self.currency}"
+
+
+class Budget(BaseModel):
+    """A hard spending limit of a user, or of one of their API keys (`api_key` null = the whole user).
+
+    Spend is counted per window computed from the clock (UTC day, UTC month, or since always), so a
+    window resets by itself. Runs reserve their maximum cost against every budget that applies
+    before they are queued; see services.budget_reserve.
+    """
+
+    class Window(models.TextChoices):
+        DAY = "day", "Day (UTC)"
+        MONTH = "month", "Month (UTC)"
+        NONE = "none", "No window (lifetime)"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budgets")
+    api_key = models.ForeignKey(
+        "accounts.APIKey",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="budgets",
+        help_text="Empty: the budget covers all of the owner's runs.",
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=6, help_text="USD per window.")
+    window = models.CharField(max_length=8, choices=Window.choices, default=Window.MONTH)
+
+    class Meta:
+        ordering = ["owner", "created_at"]
+        constraints = [
+            # NULLs are distinct in a unique index, so the user-wide budget needs its own constraint.
+            models.UniqueConstraint(fields=["owner", "api_key"], name="budget_owner_key_uniq"),
+            models.UniqueConstraint(
+                fields=["owner"], condition=Q(api_key__isnull=True), name="budget_owner_user_wide_uniq"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="budget_amount_non_negative"),
+            models.CheckConstraint(condition=Q(window__in=["day", "month", "none"]), name="budget_window_valid"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"key {self.api_key.prefix}" if self.api_key is not None else "user-wide"
+        return f"{self.amount} USD per {self.window} ({scope})"
+
+    def clean(self) -> None:
+        # The API only offers the caller's own keys; this keeps the admin's form to the same rule.
+        if self.api_key is not None and self.owner_id is not None and self.api_key.user_id != self.owner_id:
+            raise ValidationError({"api_key": "This key belongs to another user."})
+
+
+class BudgetReservation(BaseModel):
+    """The most one run may cost, held against one budget from its creation until it finishes.
+
+    Held reservations count against the budget; when the run succeeds the reservation is settled
+    in the transaction that writes its CostLog (the real cost counts from then on), and when it fails
+    or is canceled it is released.
+    """
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released"
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="reservations")
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="budget_reservations")
+    amount = models.DecimalField(max_digits=18, decimal_places=10, help_text="Maximum cost of the run, USD.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.HELD)
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was settled or released.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "budget"], name="budgetreservation_run_budget_uniq"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="budgetreservation_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status="held", closed_at__isnull=True)
+                | Q(status__in=["settled", "released"], closed_at__isnull=False),
+                name="budgetreservation_closed_iff_not_held",
+            ),
+        ]
+        indexes = [
+            # The held sum of one budget, taken on every run creation: selectors.budgets_with_usage.
+            models.Index(fields=["budget"], condition=Q(status="held"), name="budgetres_held_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} USD {self.status} for run {self.run_id}"

@@ -1,15 +1,31 @@
-"""Reads for prices and spend."""
+"""Reads for prices, spend and budgets."""
 
-from datetime import date, datetime
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.core.exceptions import ValidationError
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    DecimalField,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, TruncDate
 
-from accounts.models import User
-from billing.models import CostLog, ModelPrice
+from accounts.models import APIKey, User
+from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
+from llmops.errors import NotFound
 
 _SOURCE_RANK = {ModelPrice.Source.STAFF: 0, ModelPrice.Source.DEFAULT: 1, ModelPrice.Source.SEED: 2}
 
@@ -65,3 +81,83 @@ def cost_summary(*, owner: User, start: datetime | None, end: datetime | None, g
 
 def cost_log_list(*, owner: User) -> QuerySet[CostLog]:
     return CostLog.objects.filter(owner=owner).select_related("api_key").order_by("-created_at")
+
+
+MONEY = DecimalField(max_digits=18, decimal_places=10)
+# The start of a window with no end: everything ever spent counts.
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def budget_window(*, window: str, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of the current window in UTC; (None, None) for a budget without a window.
+
+    Computed from the clock, so a window resets by itself with no job to run.
+    """
+    now = now.astimezone(UTC)
+    if window == Budget.Window.DAY:
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    if window == Budget.Window.MONTH:
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return start, (start + timedelta(days=32)).replace(day=1)
+    return None, None
+
+
+def budgets_with_usage(*, now: datetime) -> QuerySet[Budget]:
+    """Budgets annotated with `spent` (known costs in their current window, for their scope) and
+    `reserved` (held reservations), each in a single SQL statement.
+
+    Every held reservation counts, whenever it was made: its run's cost will land in the current
+    window or a later one, never in an earlier one.
+    """
+    day_start, _ = budget_window(window=Budget.Window.DAY, now=now)
+    month_start, _ = budget_window(window=Budget.Window.MONTH, now=now)
+    window_start = Case(
+        When(window=Budget.Window.DAY, then=Value(day_start, output_field=DateTimeField())),
+        When(window=Budget.Window.MONTH, then=Value(month_start, output_field=DateTimeField())),
+        default=Value(BEGINNING, output_field=DateTimeField()),
+        output_field=DateTimeField(),
+    )
+    costs = CostLog.objects.filter(
+        owner=OuterRef("owner"), cost_known=True, created_at__gte=OuterRef("usage_window_start")
+    ).order_by()
+    user_spent = costs.values("owner").annotate(total=Sum("total_cost")).values("total")
+    key_spent = (
+        costs.filter(api_key=OuterRef("api_key")).values("owner").annotate(total=Sum("total_cost")).values("total")
+    )
+    held = (
+        BudgetReservation.objects.filter(budget=OuterRef("pk"), status=BudgetReservation.Status.HELD)
+        .order_by()
+        .values("budget")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    zero = Value(Decimal(0), output_field=MONEY)
+    return Budget.objects.annotate(usage_window_start=window_start).annotate(
+        spent=Case(
+            When(api_key__isnull=True, then=Coalesce(Subquery(user_spent, output_field=MONEY), zero)),
+            default=Coalesce(Subquery(key_spent, output_field=MONEY), zero),
+            output_field=MONEY,
+        ),
+        reserved=Coalesce(Subquery(held, output_field=MONEY), zero, output_field=MONEY),
+    )
+
+
+def budgets_applying(*, owner: User, api_key: APIKey | None) -> QuerySet[Budget]:
+    """The budgets a run of `owner` through `api_key` counts against: the user-wide one and the key's."""
+    scope = Q(api_key__isnull=True)
+    if api_key is not None:
+        scope |= Q(api_key=api_key)
+    return Budget.objects.filter(scope, owner=owner)
+
+
+def budget_list(*, owner: User, now: datetime) -> QuerySet[Budget]:
+    return budgets_with_usage(now=now).filter(owner=owner).select_related("api_key").order_by("created_at")
+
+
+def budget_get(*, owner: User, budget_id: Any, now: datetime) -> Budget:
+    """One of the owner's budgets with its usage; anyone else's, or a malformed id, is NotFound."""
+    try:
+        return budget_list(owner=owner, now=now).get(pk=uuid.UUID(str(budget_id)))
+    except (Budget.DoesNotExist, ValueError, ValidationError):
+        raise NotFound("Budget not found.") from None

@@ -1,20 +1,46 @@
-"""Writes for prices and the cost log. Runs are known only by id (no import of the runs app)."""
+"""Writes for prices, the cost log, budgets and the tokens-per-minute counter. Runs are known only
+by id (no import of the runs app)."""
 
+import logging
+import math
+import time
 import uuid
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
+from http import HTTPStatus
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import APIKey, User
 from billing import selectors
-from billing.models import CostLog, ModelPrice
+from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
+from llmops.errors import Conflict, DomainError, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
 PRICE_QUANTUM = Decimal("0.000001")  # ModelPrice's decimal_places
+RESERVATION_QUANTUM = Decimal("0.0000000001")  # BudgetReservation.amount's decimal_places
 LOCAL_PROVIDER = "local"
+
+
+class BudgetRefused(DomainError):
+    """A hard budget refuses a run: 402, because the request itself is valid and would be accepted
+    with more budget left (`budget_exceeded`) or with a known price for its model (`price_unknown`)."""
+
+    status_code = HTTPStatus.PAYMENT_REQUIRED
+    code = "budget_exceeded"
+
+
+class TokensRateLimited(DomainError):
+    """The API key used its tokens for the current minute; `retry_after` says when the minute ends."""
+
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+    code = "tokens_rate_limited"
 
 
 def cost_record(
@@ -132,3 +158,182 @@ def prices_seed() -> dict[str, int]:
         },
     )
     return {"created": created + int(local_created), "unchanged": unchanged, "skipped": skipped}
+
+
+def _usd(value: Decimal) -> str:
+    return f"{value.normalize():f} USD"
+
+
+def _scope_name(budget: Budget) -> str:
+    return f"key {budget.api_key.prefix}" if budget.api_key is not None else "user-wide"
+
+
+def _per_window(budget: Budget) -> str:
+    return "in total" if budget.window == Budget.Window.NONE else f"per {budget.window}"
+
+
+@transaction.atomic
+def budget_reserve(
+    *,
+    owner: User,
+    api_key: APIKey | None,
+    run_id: uuid.UUID,
+    provider: str,
+    model: str,
+    prompt_tokens_estimate: int,
+    max_completion_tokens: int,
+) -> list[BudgetReservation]:
+    """Holds the run's maximum cost against every budget that applies, or refuses the run (402).
+
+    Precondition: inside the transaction that creates the run, after its row is written, so a refusal
+    rolls the run back and the hold commits together with the run.
+    """
+    now = timezone.now()
+    # Lock first, in primary key order (no deadlock between two runs counting against the same
+    # budgets), then read the usage in a new statement: under READ COMMITTED that statement sees
+    # every reservation committed by whoever held the lock before. One statement for spend and holds
+    # also means a run settling meanwhile is seen either held or charged, never neither.
+    locked = list(
+        selectors.budgets_applying(owner=owner, api_key=api_key)
+        .select_for_update()
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not locked:
+        return []
+    price = selectors.price_for(provider=provider, model=model, on=now.date())
+    if price is None:
+        raise BudgetRefused(
+            f"No price is known for the model {provider}/{model}, and a budget applies: a hard budget cannot "
+            "admit a run of unknown cost. Ask staff to set a price, or use a priced model.",
+            code="price_unknown",
+        )
+    maximum = (
+        (price.input_per_mtok * prompt_tokens_estimate + price.output_per_mtok * max_completion_tokens) / MILLION
+    ).quantize(RESERVATION_QUANTUM, rounding=ROUND_CEILING)
+    budgets = list(selectors.budgets_with_usage(now=now).filter(pk__in=locked).select_related("api_key").order_by("pk"))
+    for budget in budgets:
+        remaining = budget.amount - budget.spent - budget.reserved  # type: ignore[attr-defined]
+        if maximum > remaining:
+            raise BudgetRefused(
+                f"Budget exceeded: this run may cost up to {_usd(maximum)}, more than the {_scope_name(budget)} "
+                f"budget {budget.pk} has left ({_usd(budget.amount)} {_per_window(budget)}: "
+                f"spent {_usd(budget.spent)}, reserved {_usd(budget.reserved)}, "  # type: ignore[attr-defined]
+                f"remaining {_usd(remaining)})."
+            )
+    return BudgetReservation.objects.bulk_create(
+        [BudgetReservation(budget=budget, run_id=run_id, amount=maximum) for budget in budgets]
+    )
+
+
+def budget_settle(*, run_id: uuid.UUID) -> int:
+    """Closes the run's held reservations as settled; returns how many.
+
+    Precondition: inside the transaction that writes the run's CostLog, so the real cost replaces
+    the hold in one commit (budget_reserve never sees both, nor neither).
+    """
+    return _reservations_close(run_id=run_id, status=BudgetReservation.Status.SETTLED)
+
+
+def budget_release(*, run_id: uuid.UUID) -> int:
+    """Frees the held reservations of a run that failed or was canceled; returns how many.
+
+    Precondition: inside the transaction that finishes the run, so a run retried instead keeps its hold.
+    """
+    return _reservations_close(run_id=run_id, status=BudgetReservation.Status.RELEASED)
+
+
+def _reservations_close(*, run_id: uuid.UUID, status: str) -> int:
+    # Only held ones: settling or releasing twice (a redelivered message) changes nothing.
+    now = timezone.now()
+    return BudgetReservation.objects.filter(run_id=run_id, status=BudgetReservation.Status.HELD).update(
+        status=status, closed_at=now, updated_at=now
+    )
+
+
+@transaction.atomic
+def budget_create(*, owner: User, amount: Decimal, window: str, api_key_id: uuid.UUID | None = None) -> Budget:
+    """Creates the owner's user-wide budget, or one for one of their keys; one of each at most (409)."""
+    api_key = None
+    if api_key_id is not None:
+        api_key = APIKey.objects.filter(pk=api_key_id, user=owner).first()
+        if api_key is None:
+            raise ValidationFailed("No such API key.", fields={"api_key": ["None of your API keys has this id."]})
+    duplicate = Conflict(
+        f"A {'budget for this key' if api_key else 'user-wide budget'} exists already; change it instead.",
+        code="budget_exists",
+    )
+    if Budget.objects.filter(owner=owner, api_key=api_key).exists():
+        raise duplicate
+    try:
+        with transaction.atomic():
+            return Budget.objects.create(owner=owner, api_key=api_key, amount=amount, window=window)
+    except IntegrityError:
+        raise duplicate from None  # a concurrent request created it first
+
+
+@transaction.atomic
+def budget_update(*, budget: Budget, amount: Decimal | None = None, window: str | None = None) -> Budget:
+    """Changes the amount or window; takes the budget's lock so no reservation is checked halfway."""
+    locked = Budget.objects.select_for_update().get(pk=budget.pk)
+    if amount is not None:
+        locked.amount = amount
+    if window is not None:
+        locked.window = window
+    locked.save(update_fields=["amount", "window", "updated_at"])
+    return locked
+
+
+def budget_delete(*, budget: Budget) -> None:
+    """Deletes the budget and its reservations; runs in flight are no longer limited by it."""
+    budget.delete()
+
+
+# Tokens per minute per API key. The counter lives in the shared cache (Redis in production), one
+# key per API key and minute; add + incr is atomic there, so concurrent workers never lose a count.
+
+
+def _tokens_limit(api_key: APIKey) -> int:
+    if api_key.tokens_per_minute is not None:
+        return api_key.tokens_per_minute
+    return int(settings.RATE_LIMIT_TOKENS_PER_MINUTE)
+
+
+def _tokens_cache_key(api_key_id: Any, minute: int) -> str:
+    return f"billing:tpm:{api_key_id}:{minute}"
+
+
+def token_rate_check(*, api_key: APIKey | None) -> None:
+    """Refuses (429) a run when its key's tokens counted in the current minute reached the key's limit
+    (APIKey.tokens_per_minute, else RATE_LIMIT_TOKENS_PER_MINUTE; 0 is no limit)."""
+    if api_key is None:
+        return
+    limit = _tokens_limit(api_key)
+    if limit <= 0:
+        return
+    now = time.time()
+    minute = int(now // 60)
+    try:
+        used = int(cache.get(_tokens_cache_key(api_key.pk, minute), 0))
+    except Exception:  # an unreachable cache must not stop every run: fail open, loudly
+        logger.warning("tokens-per-minute counter unavailable; not enforced", exc_info=True)
+        return
+    if used >= limit:
+        raise TokensRateLimited(
+            f"This API key used {used} tokens this minute, its limit is {limit} tokens per minute.",
+            retry_after=max(1, math.ceil((minute + 1) * 60 - now)),
+        )
+
+
+def token_usage_record(*, api_key: APIKey | None, tokens: int) -> None:
+    """Adds a finished run's tokens to its key's counter for the current minute (when a limit applies)."""
+    if api_key is None or tokens <= 0 or _tokens_limit(api_key) <= 0:
+        return
+    key = _tokens_cache_key(api_key.pk, int(time.time() // 60))
+    try:
+        # The first run of the minute creates the counter; the others increment it (atomic in Redis).
+        # It outlives its minute a little; checks only read the current minute's key.
+        if not cache.add(key, tokens, timeout=120):
+            cache.incr(key, tokens)
+    except Exception:  # counting is best effort; it must never fail a finished run
+        logger.warning("tokens-per-minute counter unavailable; usage not counted", exc_info=True)

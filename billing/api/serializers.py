@@ -1,9 +1,13 @@
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.models import CostLog
-from billing.selectors import GROUPINGS
+from billing.models import Budget, CostLog
+from billing.selectors import GROUPINGS, budget_window
+from llmops.serializers import StrictInputSerializer
 
 
 class CostSummaryQuerySerializer(serializers.Serializer):
@@ -70,3 +74,79 @@ class CostLogSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+class BudgetSerializer(serializers.ModelSerializer):
+    """A budget with its usage in the current window (computed when read)."""
+
+    api_key = serializers.UUIDField(source="api_key_id", read_only=True, allow_null=True, help_text="Null: user-wide.")
+    api_key_prefix = serializers.CharField(source="api_key.prefix", read_only=True, default=None, allow_null=True)
+    currency = serializers.SerializerMethodField()
+    spent = serializers.DecimalField(
+        max_digits=18, decimal_places=10, read_only=True, help_text="Known costs in the current window."
+    )
+    reserved = serializers.DecimalField(
+        max_digits=18, decimal_places=10, read_only=True, help_text="Maximum cost of runs not finished yet."
+    )
+    remaining = serializers.SerializerMethodField()
+    window_started_at = serializers.SerializerMethodField()
+    resets_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Budget
+        fields = [
+            "id",
+            "api_key",
+            "api_key_prefix",
+            "amount",
+            "currency",
+            "window",
+            "spent",
+            "reserved",
+            "remaining",
+            "window_started_at",
+            "resets_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_currency(self, budget: Budget) -> str:
+        return "USD"
+
+    @extend_schema_field(
+        serializers.DecimalField(
+            max_digits=18, decimal_places=10, help_text="amount - spent - reserved; negative when overspent."
+        )
+    )
+    def get_remaining(self, budget: Budget) -> str:
+        remaining = budget.amount - budget.spent - budget.reserved  # type: ignore[attr-defined]
+        return serializers.DecimalField(max_digits=18, decimal_places=10).to_representation(remaining)
+
+    def _window(self, budget: Budget) -> tuple[datetime | None, datetime | None]:
+        return budget_window(window=budget.window, now=self.context["now"])
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True, help_text="Null: no window (lifetime)."))
+    def get_window_started_at(self, budget: Budget) -> str | None:
+        start, _ = self._window(budget)
+        return serializers.DateTimeField().to_representation(start) if start else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True, help_text="Null: never resets."))
+    def get_resets_at(self, budget: Budget) -> str | None:
+        _, end = self._window(budget)
+        return serializers.DateTimeField().to_representation(end) if end else None
+
+
+class BudgetCreateSerializer(StrictInputSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0), help_text="USD.")
+    window = serializers.ChoiceField(choices=Budget.Window.choices)
+    api_key = serializers.UUIDField(
+        required=False, allow_null=True, help_text="Id of one of your keys; omitted or null: user-wide."
+    )
+
+
+class BudgetUpdateSerializer(StrictInputSerializer):
+    amount = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=Decimal(0), required=False, help_text="USD."
+    )
+    window = serializers.ChoiceField(choices=Budget.Window.choices, required=False)

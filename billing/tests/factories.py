@@ -3,7 +3,8 @@ from decimal import Decimal
 
 import factory
 
-from billing.models import CostLog, ModelPrice
+from accounts.tests.factories import UserFactory
+from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from runs.tests.factories import RunFactory
 
 
@@ -31,3 +32,23 @@ class CostLogFactory(factory.django.DjangoModelFactory):
     input_cost = Decimal("0.000006")
     output_cost = Decimal("0.000012")
     total_cost = Decimal("0.000018")
+
+
+class BudgetFactory(factory.django.DjangoModelFactory):
+    """A user-wide monthly budget; pass `api_key` for a key's budget."""
+
+    class Meta:
+        model = Budget
+
+    owner = factory.SubFactory(UserFactory)
+    amount = Decimal("10")
+    window = Budget.Window.MONTH
+
+
+class BudgetReservationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BudgetReservation
+
+    budget = factory.SubFactory(BudgetFactory)
+    run = factory.SubFactory(RunFactory, owner=factory.SelfAttribute("..budget.owner"), status="queued")
+    amount = Decimal("0.5")
