@@ -3,9 +3,63 @@
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+_STRING_FIELDS = (
+    serializers.CharField,
+    serializers.UUIDField,
+    serializers.DateTimeField,
+    serializers.DateField,
+    serializers.TimeField,
+    serializers.DurationField,
+)
 
 
-class StrictInputSerializer(serializers.Serializer):
+def _json_type_problem(field: serializers.Field, value: Any) -> str | None:
+    """Why `value`, as parsed from JSON, is not of the type the schema gives `field`; None if it is.
+
+    DRF converts where JSON Schema does not: 462 into "462" for a string, "5" or 5.0 into 5 for an
+    integer, "yes" or 1 into True for a boolean. Fields of other kinds check their own input.
+    """
+    if value is None:
+        return None  # allow_null is the field's own business
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be a boolean."
+    if isinstance(field, serializers.IntegerField):
+        return None if type(value) is int else "Must be an integer."
+    if isinstance(field, serializers.FloatField):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "Must be a number."
+    if isinstance(field, serializers.DecimalField):
+        coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+        # Documented as a decimal string (money is never a float).
+        return None if not coerce or isinstance(value, str) else "Must be a decimal number as a string."
+    if isinstance(field, _STRING_FIELDS):
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        return next(filter(None, (_json_type_problem(field.child, item) for item in value)), None)
+    if isinstance(field, serializers.DictField) and isinstance(value, dict):
+        return next(filter(None, (_json_type_problem(field.child, item) for item in value.values())), None)
+    return None
+
+
+class TypedInputSerializer(serializers.Serializer):
+    """Takes a JSON body's values only in the types its schema documents (see _json_type_problem).
+
+    Form and query data (a QueryDict: every value a string) are left to DRF's conversions."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and not hasattr(data, "getlist"):
+            wrong = {
+                name: [problem]
+                for name, field in self.fields.items()
+                if not field.read_only and name in data and (problem := _json_type_problem(field, data[name]))
+            }
+            if wrong:
+                raise serializers.ValidationError(wrong)
+        return super().to_internal_value(data)
+
+
+class StrictInputSerializer(TypedInputSerializer):
     """Rejects fields it does not know, so a typo is a 400 instead of a silently ignored value."""
 
     def to_internal_value(self, data: Any) -> Any:

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Fuzz the running API with Schemathesis: `bash .ci/schemathesis.sh` (a check step of .ci/run).
+#
+# Starts gunicorn on the embedded default (a fresh SQLite file in a temporary directory, in-process
+# broker) with production settings (DEBUG off), creates a user, API keys, a provider, a prompt and a
+# run, then runs Schemathesis over every operation of /api/schema/: positive and negative cases,
+# every check, authenticated with `Authorization: Bearer <key>`. Exits non-zero on any finding.
+#
+# Knobs: SCHEMATHESIS_MAX_EXAMPLES (cases per operation and phase), SCHEMATHESIS_SEED (replay a run),
+# SCHEMATHESIS_WORKERS, SCHEMATHESIS_DATABASE_URL (an empty database instead of the fresh SQLite file);
+# SCHEMATHESIS_SUMMARY names a file that gets the one-line summary (.ci/run).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+VENV="${VENV:-.venv}"
+PY="$VENV/bin/python"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-50}"
+WORKERS="${SCHEMATHESIS_WORKERS:-2}"
+SEED="${SCHEMATHESIS_SEED:-}"
+
+work="$(mktemp -d)"
+server_pid=""
+
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Exactly this environment, whatever the caller's or .env says (variables set here win over .env):
+# a throwaway database, never var/db.sqlite3 (SCHEMATHESIS_DATABASE_URL may name another, empty,
+# database, e.g. PostgreSQL); no Redis; production settings.
+export DATABASE_URL="${SCHEMATHESIS_DATABASE_URL:-sqlite:///$work/db.sqlite3}"
+export REDIS_URL=""
+export DEBUG="false"
+export SECRET_KEY="schemathesis-only-not-a-secret"
+export ALLOWED_HOSTS="127.0.0.1"
+# Thousands of requests from one key: throttling them would hide the answers under test.
+export RATE_LIMIT_ENABLED="0"
+# Runs go to a provider that refuses connections (below): one attempt each, and no long waits.
+export RUN_MAX_ATTEMPTS="1"
+export RUN_WAIT_MAX_S="2"
+export LOG_FORMAT="text"
+export LOG_LEVEL="WARNING"
+
+port="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+base="http://127.0.0.1:$port"
+
+echo "Database: $DATABASE_URL"
+"$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py shell -v 0 -c '
+from accounts.models import User
+User.objects.create_user(username="fuzz", email="fuzz@example.com")
+'
+# Two keys. Schemathesis can revoke or rotate any key it finds in GET /api/v1/keys, its own
+# included, and everything after that would be a 401: the operations that do that run last, in a
+# second pass, with a key of their own.
+key="$("$PY" manage.py createapikey fuzz --name schemathesis 2>/dev/null)"
+keys_key="$("$PY" manage.py createapikey fuzz --name schemathesis-keys 2>/dev/null)"
+# Nothing listens on port 1: a run fails at once (connection_error) instead of waiting for a model.
+"$PY" manage.py provider set local --kind openai-compatible --base-url http://127.0.0.1:1/v1 >/dev/null
+
+echo "Starting gunicorn on $base"
+"$VENV/bin/gunicorn" llmops.wsgi:application --bind "127.0.0.1:$port" --workers 2 --threads 4 \
+    --timeout 60 --no-control-socket >"$work/server.log" 2>&1 &
+server_pid=$!
+
+ready=0
+for _ in $(seq 1 60); do
+    if curl -fsS "$base/api/v1/health" >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 1
+done
+if [ "$ready" -ne 1 ]; then
+    echo "The server did not become healthy within 60 s." >&2
+    cat "$work/server.log" >&2
+    exit 1
+fi
+
+api() {  # api METHOD PATH [JSON]: one call with the main key; prints the body, fails on 4xx/5xx
+    curl -fsS -X "$1" "$base$2" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' ${3:+-d "$3"}
+}
+json_field() {  # json_field NAME < JSON
+    "$PY" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# Real objects for the fuzzer to reach, created through the API itself: a prompt with two
+# versions and a label, and a run (it fails at once: nothing listens on the provider's port).
+prompt_id="$(api POST /api/v1/prompts '{"name": "greet", "template": "Hello {{ name }}",
+    "variables": {"name": {"type": "string", "default": "world"}}, "model": "local/smollm2"}' | json_field id)"
+api POST /api/v1/prompts/greet/versions '{"messages": [{"role": "user", "content": "Hi {{ name }}"}],
+    "variables": {"name": {"type": "string"}}, "model": "local/smollm2"}' >/dev/null
+api PUT /api/v1/prompts/greet/labels/production '{"version": 1}' >/dev/null
+# DELETE archives a prompt, after which greet would take no new version: it archives this one.
+api POST /api/v1/prompts '{"name": "archive-me", "template": "Bye", "model": "local/smollm2"}' >/dev/null
+run_id="$(api POST '/api/v1/runs?wait=2' '{"prompt": "greet", "variables": {"name": "CI"}}' | json_field id)"
+
+# Schemathesis' configuration. Every departure from its defaults has its reason next to it.
+cat >"$work/schemathesis.toml" <<TOML
+# Crash files for \`st replay\` stay in the temporary directory, not in the checkout.
+[cache]
+directory = "$work/cache"
+
+# positive_data_acceptance: a schema-valid request can still break a rule JSON Schema cannot
+# state, and 400 is then the right answer: expires_at in the past, template XOR messages, version
+# XOR label, from before to, a model no provider serves. 402 is a budget that a fuzzed
+# POST /api/v1/budgets may have set. The check still fails on anything else (405, 406, 413, 415, 422).
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "400", "401", "402", "403", "404", "409", "429", "5xx"]
+
+# negative_data_rejection: its default statuses plus 413. A generated invalid body can also be over
+# DATA_UPLOAD_MAX_MEMORY_SIZE, and refusing it for its size is rejecting it.
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+
+# The real objects above, mixed into the generated values so that requests get past the 404.
+[dictionaries.prompt]
+values = ["greet", "$prompt_id"]
+[dictionaries.archivable]
+values = ["archive-me"]
+[dictionaries.run]
+values = ["$run_id"]
+[dictionaries.version]
+values = [1, 2]
+[dictionaries.label]
+values = ["production", "latest"]
+
+[parameters]
+"path.ref" = { dictionary = "prompt", probability = 0.5 }
+"path.number" = { dictionary = "version", probability = 0.5 }
+"path.label" = { dictionary = "label", probability = 0.5 }
+"path.id" = { dictionary = "run", probability = 0.3 }
+"body.prompt" = { dictionary = "prompt", probability = 0.5 }
+"query.prompt" = { dictionary = "prompt", probability = 0.5 }
+
+[[operations]]
+include-name = "DELETE /api/v1/prompts/{ref}"
+parameters = { "path.ref" = { dictionary = "archivable", probability = 0.5 } }
+TOML
+
+seed_args=()
+[ -z "$SEED" ] || seed_args=(--seed "$SEED")
+
+fuzz() {  # fuzz NAME KEY FILTER...: one Schemathesis pass; its JSON report is $work/NAME.json
+    local name="$1" bearer="$2"
+    shift 2
+    "$VENV/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/api/schema/" \
+        --header "Authorization: Bearer $bearer" \
+        --mode all \
+        --checks all \
+        --max-examples "$MAX_EXAMPLES" \
+        --workers "$WORKERS" \
+        --request-timeout 30 \
+        --generation-database none \
+        --no-color \
+        --report json --report-json-path "$work/$name.json" \
+        "${seed_args[@]}" "$@"
+}
+
+rc=0
+echo
+echo "=== Pass 1: every operation but those that revoke or rotate a key ==="
+fuzz main "$key" --exclude-path-regex '^/api/v1/keys/' || rc=1
+# If the main key stopped working, pass 1 ended as a string of 401s and proves little.
+if ! curl -fsS -o /dev/null "$base/api/v1/keys" -H "Authorization: Bearer $key"; then
+    echo "The main API key no longer authenticates after pass 1: the fuzz results are not meaningful." >&2
+    rc=1
+fi
+echo
+echo "=== Pass 2: the key operations, with a key of their own ==="
+fuzz keys "$keys_key" --include-path-regex '^/api/v1/keys' || rc=1
+
+echo
+echo "=== Schemathesis summary ==="
+"$PY" - "$work/main.json" "$work/keys.json" <<'PY' || rc=1
+import json
+import os
+import sys
+
+total = failures = 0
+missing = []
+for path in sys.argv[1:]:
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        print(f"{path}: no report (Schemathesis did not finish)")
+        sys.exit(1)
+    cases = report["test_cases"]
+    total += cases["generated"]
+    failures += cases["unique_failures"] + len(report["errors"])
+    print(
+        f"{path.rsplit('/', 1)[-1]}: {report['operations']['tested']} operations, {cases['generated']} cases, "
+        f"{cases['unique_failures']} unique failures, {len(report['errors'])} errors"
+    )
+    if path.endswith("main.json"):
+        missing = report["warnings"].get("missing_auth", [])
+line = f"schemathesis: {total} cases, {failures} findings"
+print(line)
+if os.environ.get("SCHEMATHESIS_SUMMARY"):
+    with open(os.environ["SCHEMATHESIS_SUMMARY"], "w") as f:
+        print(line, file=f)
+if missing:
+    # Pass 1 keeps its key: an operation that only ever answered 401/403 was never really tested.
+    print(f"Operations that answered only 401/403 in pass 1: {missing}")
+    sys.exit(1)
+PY
+
+if [ "$rc" -ne 0 ]; then
+    echo "--- server log: errors ---"
+    grep -E -A 30 'ERROR|Traceback' "$work/server.log" | tail -80 || true
+fi
+exit "$rc"
