@@ -1,0 +1,145 @@
+"""Webhook endpoints API: register, list, change, delete, and read an endpoint's delivery log."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import webhooks
+from accounts.models import Scope, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from llmops.serializers import TypedInputSerializer
+
+# --- serializers -----------------------------------------------------------------------------------
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices), read_only=True)
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "events", "description", "is_active", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class WebhookEndpointCreateSerializer(TypedInputSerializer):
+    # A CharField: the service checks the URL (scheme, credentials, resolved addresses) and names the problem.
+    url = serializers.CharField(max_length=2000, help_text="http(s) URL that receives the POSTs.")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices), allow_empty=False, help_text="Events to receive."
+    )
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class WebhookEndpointUpdateSerializer(TypedInputSerializer):
+    url = serializers.CharField(max_length=2000, required=False)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices), allow_empty=False, required=False
+    )
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False, help_text="false pauses deliveries to this endpoint.")
+
+
+class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+    secret = serializers.CharField(
+        read_only=True,
+        help_text="The signing secret. Shown only in this response; store it now (see README, Webhooks).",
+    )
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "event",
+            "status",
+            "attempts",
+            "last_response_code",
+            "last_error",
+            "next_attempt_at",
+            "delivered_at",
+            "payload",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+# --- views -----------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your webhook endpoints"),
+    create=extend_schema(
+        summary="Register a webhook endpoint (the signing secret is returned once)",
+        request=WebhookEndpointCreateSerializer,
+        responses={201: WebhookEndpointCreatedSerializer},
+    ),
+    retrieve=extend_schema(summary="Get a webhook endpoint"),
+    partial_update=extend_schema(
+        summary="Change a webhook endpoint's URL, events, description or active flag",
+        request=WebhookEndpointUpdateSerializer,
+    ),
+    destroy=extend_schema(summary="Delete a webhook endpoint and its delivery log"),
+)
+@extend_schema(tags=["webhooks"])
+class WebhookEndpointViewSet(viewsets.GenericViewSet):
+    serializer_class = WebhookEndpointSerializer
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    required_scopes = {
+        "list": Scope.KEYS_MANAGE,
+        "retrieve": Scope.KEYS_MANAGE,
+        "create": Scope.KEYS_MANAGE,
+        "partial_update": Scope.KEYS_MANAGE,
+        "destroy": Scope.KEYS_MANAGE,
+        "deliveries": Scope.KEYS_MANAGE,
+    }
+
+    def get_queryset(self) -> QuerySet[WebhookEndpoint]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return WebhookEndpoint.objects.none()
+        return webhooks.webhook_endpoint_list(owner=self.request.user)  # type: ignore[arg-type]
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(WebhookEndpointSerializer(page, many=True).data)
+
+    def create(self, request: Request) -> Response:
+        serializer = WebhookEndpointCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint, _secret = webhooks.webhook_endpoint_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        response = Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"  # the only copy of the secret must not sit in a cache
+        return response
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(WebhookEndpointSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        endpoint = self.get_object()  # 404 before validation: a 400 would confirm someone else's id exists
+        serializer = WebhookEndpointUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields: dict[str, Any] = serializer.validated_data
+        endpoint = webhooks.webhook_endpoint_update(endpoint=endpoint, **fields)
+        return Response(WebhookEndpointSerializer(endpoint).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        webhooks.webhook_endpoint_delete(endpoint=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="An endpoint's deliveries, newest first (status, attempts, last response code)",
+        responses={200: WebhookDeliverySerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request: Request, pk: str) -> Response:
+        page = self.paginate_queryset(webhooks.webhook_delivery_list(endpoint=self.get_object()))
+        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)

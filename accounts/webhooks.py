@@ -1,0 +1,372 @@
+"""Webhooks: endpoints (writes and reads), emitting events, and delivering them (the actor's work).
+
+Other apps emit events with `webhook_emit` inside the transaction that writes the fact, so a
+delivery exists exactly when the fact does; `accounts.tasks.deliver_webhook` sends it after commit.
+
+Receivers verify `X-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` (README,
+"Webhooks"). Neither the secret nor a signature is ever logged or stored outside the endpoint row.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import random
+import secrets
+import socket
+import time
+import uuid
+from datetime import timedelta
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+from dramatiq.middleware import TimeLimitExceeded
+
+from accounts.models import User, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from llmops.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a public marker, like "sk-")
+USER_AGENT = "llmops-webhooks/1"
+# A message may arrive a little before `next_attempt_at` when worker clocks disagree.
+_CLOCK_SLACK = timedelta(seconds=5)
+# NAT64's well-known prefix embeds an IPv4 address in its last 32 bits (RFC 6052).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+# --- URL checks ------------------------------------------------------------------------------------
+
+
+class URLRefused(Exception):
+    """The URL is not one webhooks may be sent to. The message names the reason, never a secret."""
+
+
+class URLUnresolvable(Exception):
+    """The host name does not resolve (now); DNS may recover, so a delivery retries."""
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one tunnels to (mapped, 6to4, Teredo, NAT64), which decides where it goes."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _is_public(raw: str) -> bool:
+    """Only globally routable unicast addresses: not loopback, private, link-local (cloud metadata),
+    shared (CGNAT), reserved, unspecified or multicast."""
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(raw.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
+    return address.is_global and not address.is_multicast
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise URLUnresolvable(f"The host {host!r} does not resolve.") from exc
+    return [str(info[4][0]) for info in infos]
+
+
+def url_check(url: str) -> str:
+    """The URL, normalized; raises URLRefused or URLUnresolvable.
+
+    Every address the host resolves to must be public unless settings.WEBHOOKS_ALLOW_PRIVATE:
+    a host with one private address among public ones could be steered to the private one.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise URLRefused("Not a valid URL.") from None
+    if parts.scheme not in ("http", "https"):
+        raise URLRefused("Only http and https URLs are allowed.")
+    if not parts.hostname:
+        raise URLRefused("The URL has no host.")
+    if parts.username is not None or parts.password is not None:
+        raise URLRefused("The URL must not contain credentials; requests are signed instead.")
+    if not settings.WEBHOOKS_ALLOW_PRIVATE:
+        addresses = _resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
+        if not addresses or not all(_is_public(address) for address in addresses):
+            raise URLRefused(
+                "The host resolves to a loopback, private, link-local or reserved address; "
+                "only public addresses are allowed."
+            )
+    return urlunsplit(parts)
+
+
+def _validated_url(url: str) -> str:
+    try:
+        return url_check(url)
+    except (URLRefused, URLUnresolvable) as exc:
+        raise ValidationFailed(f"Invalid webhook URL: {exc}", fields={"url": [str(exc)]}) from None
+
+
+def _validated_events(events: Any) -> list[str]:
+    if not isinstance(events, list) or not events:
+        raise ValidationFailed("Which events?", fields={"events": ["At least one event is required."]})
+    known = WebhookEvent.values
+    unknown = [str(event) for event in events if event not in known]
+    if unknown:
+        raise ValidationFailed(
+            "Unknown events.", fields={"events": [f"Unknown: {', '.join(unknown)}. Known: {', '.join(known)}."]}
+        )
+    return [event for event in known if event in events]  # deduplicated, in a stable order
+
+
+# --- endpoints -------------------------------------------------------------------------------------
+
+
+def webhook_endpoint_create(
+    *, owner: User, url: str, events: list[str], description: str = ""
+) -> tuple[WebhookEndpoint, str]:
+    """Registers an endpoint and returns it with its signing secret, which is shown only this once."""
+    endpoint = WebhookEndpoint.objects.create(
+        owner=owner,
+        url=_validated_url(url),
+        events=_validated_events(events),
+        description=description,
+        secret=SECRET_PREFIX + secrets.token_urlsafe(32),
+    )
+    return endpoint, endpoint.secret
+
+
+def webhook_endpoint_update(
+    *,
+    endpoint: WebhookEndpoint,
+    url: str | None = None,
+    events: list[str] | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> WebhookEndpoint:
+    """Changes the given fields; a new URL is checked like at registration. The secret never changes."""
+    if url is not None:
+        endpoint.url = _validated_url(url)
+    if events is not None:
+        endpoint.events = _validated_events(events)
+    if description is not None:
+        endpoint.description = description
+    if is_active is not None:
+        endpoint.is_active = is_active
+    endpoint.save()
+    return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Deletes the endpoint and its delivery log; pending deliveries are then never sent."""
+    endpoint.delete()
+
+
+def webhook_endpoint_list(*, owner: User) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(owner=owner).order_by("-created_at")
+
+
+def webhook_delivery_list(*, endpoint: WebhookEndpoint) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at")
+
+
+# --- emitting --------------------------------------------------------------------------------------
+
+
+def webhook_emit(*, owner: User, event: str, payload: dict[str, Any], dedupe_key: str = "") -> list[WebhookDelivery]:
+    """Records one delivery per active endpoint of `owner` subscribed to `event` and sends each after
+    commit. Call it inside the transaction that writes the fact. With `dedupe_key`, an endpoint that
+    already has a delivery with that key gets no second one (for emitters that may run twice)."""
+    if event not in WebhookEvent.values:
+        raise ValueError(f"Unknown webhook event {event!r}.")
+    # Few endpoints per owner, and JSON containment is not portable to SQLite: filtered here.
+    endpoints = [e for e in WebhookEndpoint.objects.filter(owner=owner, is_active=True) if event in e.events]
+    if not endpoints:
+        return []  # the common case: one indexed query, no writes
+    deliveries: list[WebhookDelivery] = []
+    with transaction.atomic():
+        for endpoint in endpoints:
+            if dedupe_key and WebhookDelivery.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).exists():
+                continue
+            try:
+                with transaction.atomic():  # a savepoint: losing a race on the dedupe key is not an error
+                    delivery = WebhookDelivery.objects.create(
+                        endpoint=endpoint, event=event, payload=payload, dedupe_key=dedupe_key
+                    )
+            except IntegrityError:
+                if not dedupe_key:
+                    raise
+                continue
+            deliveries.append(delivery)
+            transaction.on_commit(partial(_enqueue, delivery.pk))
+    if deliveries:
+        logger.info("webhook event emitted", extra={"event": event, "deliveries": len(deliveries)})
+    return deliveries
+
+
+def _enqueue(delivery_id: uuid.UUID, delay_ms: int | None = None) -> None:
+    from accounts.tasks import deliver_webhook  # the actor module imports this one
+
+    deliver_webhook.send_with_options(args=(str(delivery_id),), delay=delay_ms)
+
+
+# --- delivering ------------------------------------------------------------------------------------
+
+
+def signature(*, secret: str, timestamp: int, body: bytes) -> str:
+    """The X-Signature header value: HMAC-SHA256 over f"{timestamp}.{body}"."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def request_body(delivery: WebhookDelivery) -> bytes:
+    envelope = {
+        "id": str(delivery.pk),
+        "event": delivery.event,
+        "created_at": delivery.created_at.isoformat(),
+        "data": delivery.payload,
+    }
+    return json.dumps(envelope, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+
+
+def backoff_s(attempt: int) -> float:
+    """Exponential backoff with jitter: about base * 2^(attempt-1) seconds, capped."""
+    ceiling = min(settings.WEBHOOK_RETRY_BASE_BACKOFF_S * 2 ** (attempt - 1), settings.WEBHOOK_RETRY_MAX_BACKOFF_S)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def attempt_time_limit() -> timedelta:
+    """The actor's time limit: name resolution plus the HTTP timeouts, with margin."""
+    return timedelta(seconds=settings.WEBHOOK_TIMEOUT_S * 2 + 20)
+
+
+def _attempt_lease() -> timedelta:
+    # Outlives the time limit, so a duplicate message never claims a delivery still being sent.
+    return attempt_time_limit() + timedelta(seconds=10)
+
+
+def webhook_deliver(*, delivery_id: str) -> None:
+    """Makes one attempt at a pending delivery and schedules the next one on failure.
+
+    Idempotent: a succeeded or failed delivery is never sent again, and a pending one is claimed
+    (attempt counted, lease taken) before sending, so a duplicate message does not send it twice.
+    """
+    now = timezone.now()
+    claimed = (
+        WebhookDelivery.objects.filter(
+            pk=delivery_id, status=WebhookDelivery.Status.PENDING, attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + _CLOCK_SLACK))
+        .update(attempts=F("attempts") + 1, next_attempt_at=now + _attempt_lease(), updated_at=now)
+    )
+    if not claimed:
+        logger.info("webhook delivery not due; nothing to do", extra={"delivery_id": delivery_id})
+        return
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    endpoint = delivery.endpoint
+    if not endpoint.is_active:
+        _record(delivery, code=None, error="The endpoint is disabled.", final=True)
+        return
+    try:
+        url = url_check(endpoint.url)  # again: the name may resolve elsewhere than at registration
+    except URLRefused as exc:
+        _record(delivery, code=None, error=f"Refused: {exc}", final=True)
+        return
+    except URLUnresolvable as exc:
+        _record(delivery, code=None, error=str(exc))
+        return
+
+    body = request_body(delivery)
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Webhook-Id": str(delivery.pk),
+        "X-Webhook-Event": delivery.event,
+        "X-Webhook-Timestamp": str(timestamp),
+        "X-Signature": signature(secret=endpoint.secret, timestamp=timestamp, body=body),
+    }
+    timeout = settings.WEBHOOK_TIMEOUT_S
+    try:
+        # No redirects: a redirect could point anywhere, past the address check.
+        with (
+            httpx2.Client(timeout=timeout, follow_redirects=False) as client,
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            code = response.status_code  # the body is never read: receivers answer what they like
+    except httpx2.TimeoutException:
+        _record(delivery, code=None, error=f"Timed out after {timeout:g}s.")
+        return
+    except httpx2.HTTPError as exc:
+        _record(delivery, code=None, error=f"Connection failed ({type(exc).__name__}).")
+        return
+    except TimeLimitExceeded:
+        _record(delivery, code=None, error="The delivery exceeded its time limit.")
+        return
+    except Exception:  # a crash must not leave the delivery pending with no message to retry it
+        logger.exception("webhook delivery crashed", extra={"delivery_id": str(delivery.pk)})
+        _record(delivery, code=None, error="Internal error while sending.")
+        return
+    if 200 <= code < 300:
+        _record(delivery, code=code, error="")
+    else:
+        _record(delivery, code=code, error=f"The endpoint answered HTTP {code}.")
+
+
+def _record(delivery: WebhookDelivery, *, code: int | None, error: str, final: bool = False) -> None:
+    """Writes the outcome of the attempt just made: succeeded, failed for good, or retried later."""
+    now = timezone.now()
+    pending = WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING)
+    log_extra = {
+        "delivery_id": str(delivery.pk),
+        "endpoint_id": str(delivery.endpoint_id),
+        "event": delivery.event,
+        "attempt": delivery.attempts,
+        "response_code": code,
+    }
+    if not error:
+        pending.update(
+            status=WebhookDelivery.Status.SUCCEEDED,
+            last_response_code=code,
+            last_error="",
+            next_attempt_at=None,
+            delivered_at=now,
+            updated_at=now,
+        )
+        logger.info("webhook delivered", extra=log_extra)
+        return
+    error = error[:500]
+    if final or delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        pending.update(
+            status=WebhookDelivery.Status.FAILED,
+            last_response_code=code,
+            last_error=error,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        logger.warning("webhook delivery failed; giving up", extra={**log_extra, "error": error})
+        return
+    delay = backoff_s(delivery.attempts)
+    with transaction.atomic():
+        updated = pending.update(
+            last_response_code=code,
+            last_error=error,
+            next_attempt_at=now + timedelta(seconds=delay),
+            updated_at=now,
+        )
+        if updated:
+            transaction.on_commit(partial(_enqueue, delivery.pk, int(delay * 1000)))
+    logger.warning("webhook attempt failed; retrying", extra={**log_extra, "error": error, "delay_s": round(delay, 3)})
