@@ -15,15 +15,24 @@ FieldErrors = dict[str, list[str]]
 
 
 class DomainError(Exception):
-    """A business-rule violation a client can fix; carries its HTTP status."""
+    """A business-rule violation a client can fix; carries its HTTP status, and for a limit that
+    lifts by itself the seconds until it does (`retry_after`, sent as the Retry-After header)."""
 
     status_code = HTTPStatus.BAD_REQUEST
     code = "invalid"
 
-    def __init__(self, message: str, *, fields: FieldErrors | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: FieldErrors | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
+        self.retry_after = retry_after
         if code:
             self.code = code
 

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_dramatiq",
+    "django_ratelimit",  # its system checks: the rate limit cache must be shared and atomic
     "accounts",
     "prompts",
     "runs",
@@ -43,6 +44,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "llmops.middleware.RequestIDMiddleware",
+    "llmops.metrics.MetricsMiddleware",
+    # Early, so a refused request costs little; after the metrics, so 429s are counted there.
+    "accounts.middleware.RateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and Swagger UI's static files from gunicorn, with no proxy needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -81,6 +85,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
     # Wait for the write lock instead of failing at once when the in-process worker writes too.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Transactions take the write lock when they begin: one that read first and wrote second would
+    # otherwise fail at once with "database is locked" (a 500) while another connection writes,
+    # instead of waiting for the timeout above. Found by .ci/schemathesis.sh against gunicorn.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # A file, not shared-cache memory, for tests: worker threads then wait on locks instead of
     # failing with "database table is locked".
     # One file per test process, so parallel runs in one checkout do not share a database.
@@ -126,10 +134,32 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="llmops"),
-        }
+        },
+        # Rate limit counters (accounts.ratelimit). django-redis rather than Django's own RedisCache:
+        # both add and incr atomically, but django-ratelimit's system checks only know django-redis.
+        "ratelimit": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="llmops"),
+            # A hung Redis must not hang every request; a failed count admits the request (logged).
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        },
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        # Its own store and a large one, so culling other entries never drops a live counter.
+        "ratelimit": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "ratelimit",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        },
+    }
+    # django-ratelimit refuses a local memory cache (E003, and W001 "not officially supported")
+    # because each process would count separately. The embedded default is one process, so its
+    # local memory is the one shared, atomic (locked) counter store; with REDIS_URL both checks run.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+RATELIMIT_USE_CACHE = "ratelimit"
 
 DRAMATIQ_BROKER = {
     "BROKER": ("dramatiq.brokers.redis.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker"),
@@ -143,6 +173,10 @@ DRAMATIQ_BROKER = {
         "runs.dramatiq_middleware.StartRecovery",
     ],
 }
+# Worker metrics (messages, retries, durations) served by each worker machine on port
+# `dramatiq_prom_port` (9191) for Prometheus. Off on the embedded default (no separate workers).
+if env.bool("DRAMATIQ_PROMETHEUS", default=bool(REDIS_URL)):
+    DRAMATIQ_BROKER["MIDDLEWARE"] = ["dramatiq.middleware.prometheus.Prometheus", *DRAMATIQ_BROKER["MIDDLEWARE"]]
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 
 REST_FRAMEWORK = {
@@ -150,9 +184,12 @@ REST_FRAMEWORK = {
         "accounts.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.permissions.HasScope",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["llmops.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "llmops.pagination.StandardPagination",
     "DEFAULT_SCHEMA_CLASS": "llmops.schema.AutoSchema",
     "EXCEPTION_HANDLER": "llmops.exception_handler.api_exception_handler",
@@ -177,11 +214,18 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    # One name for a choice set used by fields of different names (event, events).
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "accounts.models.WebhookEvent",
+        "BatchStatusEnum": "runs.models.Batch.Status",
+        "BatchItemStatusEnum": "runs.batches.ITEM_STATUSES",
+    },
 }
 
 # Request bodies above this size are refused with 413 before any parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+# JSON bodies nested deeper than this are refused with 400 (llmops.parsers.JSONParser).
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
 
 # API keys: writing last_used_at on every request would turn each read into a write;
 # it is refreshed at most once per this many seconds.
@@ -207,6 +251,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # httpx2 logs every request's full URL at INFO; webhook URLs may carry the receiver's tokens.
+        "httpx2": {"level": "WARNING"},
     },
 }
 
@@ -226,4 +272,38 @@ RUN_WAIT_MAX_S = env.int("RUN_WAIT_MAX_S", default=60)
 # With no REDIS_URL the web process runs a Dramatiq worker in a thread (the embedded default).
 EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL)
 EMBEDDED_WORKER_THREADS = env.int("EMBEDDED_WORKER_THREADS", default=2)
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now; silences its deprecation warning
+
+# Guardrails. A run reserves its maximum cost against its budgets; with no `max_tokens` in its params
+# the completion is bounded by this many tokens for that reservation.
+BUDGET_DEFAULT_MAX_TOKENS = env.int("BUDGET_DEFAULT_MAX_TOKENS", default=4096)
+# Run tokens per API key and minute (0: no limit); APIKey.tokens_per_minute overrides it per key.
+RATE_LIMIT_TOKENS_PER_MINUTE = env.int("RATE_LIMIT_TOKENS_PER_MINUTE", default=0)
+
+# Request rate limits per API key (or per client IP without a valid key): "N/s", "N/m", "N/h" or "N/d".
+# A key's own rate_limit / run_rate_limit (set by staff) overrides the first two. See accounts.ratelimit.
+RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
+RATE_LIMIT_REQUESTS = env.str("RATE_LIMIT_REQUESTS", default="600/m")
+RATE_LIMIT_RUNS = env.str("RATE_LIMIT_RUNS", default="60/m")  # POST /api/v1/runs and /api/v1/run
+RATE_LIMIT_ANON = env.str("RATE_LIMIT_ANON", default="60/m")
+# Peers (IPs or CIDRs, e.g. the load balancer) whose X-Forwarded-For names the client; empty: none.
+RATE_LIMIT_TRUSTED_PROXIES = env.list("RATE_LIMIT_TRUSTED_PROXIES", default=[])
+
+# Prometheus /metrics. With no METRICS_TOKEN only loopback clients may scrape it.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# Webhooks. Endpoints resolving to loopback/private/link-local/reserved addresses are refused (at
+# registration and again before every delivery) unless this is on: for local development and tests.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=False)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
+WEBHOOK_RETRY_BASE_BACKOFF_S = env.float("WEBHOOK_RETRY_BASE_BACKOFF_S", default=30.0)
+WEBHOOK_RETRY_MAX_BACKOFF_S = env.float("WEBHOOK_RETRY_MAX_BACKOFF_S", default=3600.0)
+
+# Batches (runs.batches): items per batch, the size of an uploaded JSONL/CSV file (413 above it; the
+# upload is spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE and read line by line), how many bad
+# rows a refused batch reports, and the wait before dispatching again after a 429 without Retry-After.
+BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=100_000)
+BATCH_UPLOAD_MAX_BYTES = env.int("BATCH_UPLOAD_MAX_BYTES", default=100 * 1024 * 1024)
+BATCH_MAX_REPORTED_ERRORS = env.int("BATCH_MAX_REPORTED_ERRORS", default=50)
+BATCH_THROTTLE_RETRY_S = env.float("BATCH_THROTTLE_RETRY_S", default=10.0)

@@ -6,7 +6,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, WebhookEvent
+from accounts.webhooks import webhook_emit
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
@@ -151,6 +152,16 @@ def prompt_version_create(
             commit_message=commit_message,
             created_by=created_by,
         )
+        webhook_emit(
+            owner=locked.owner,
+            event=WebhookEvent.PROMPT_VERSION_CREATED,
+            payload={
+                "prompt": {"id": str(locked.pk), "name": locked.name},
+                "version": version.number,
+                "version_id": str(version.pk),
+                "model": version.model,
+            },
+        )
     prompt.latest_version_number = version.number
     return version
 
@@ -210,16 +221,28 @@ def label_move(*, prompt: Prompt, label: str, version_number: int, moved_by: Use
         current = PromptLabel.objects.filter(prompt=locked, name=label).first()
         if current is None:
             current = PromptLabel.objects.create(prompt=locked, name=label, version=version)
-            LabelMove.objects.create(
+            move = LabelMove.objects.create(
                 prompt=locked, label=label, from_version=None, to_version=version, moved_by=moved_by
             )
         elif current.version_id != version.pk:
             previous = current.version
             current.version = version
             current.save(update_fields=["version", "updated_at"])
-            LabelMove.objects.create(
+            move = LabelMove.objects.create(
                 prompt=locked, label=label, from_version=previous, to_version=version, moved_by=moved_by
             )
+        else:
+            return current  # already there: nothing moved, so no event
+        webhook_emit(
+            owner=locked.owner,
+            event=WebhookEvent.PROMPT_LABEL_MOVED,
+            payload={
+                "prompt": {"id": str(locked.pk), "name": locked.name},
+                "label": label,
+                "from": move.from_version.number if move.from_version else None,
+                "to": version.number,
+            },
+        )
     return current
 
 

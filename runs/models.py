@@ -83,6 +83,10 @@ class Run(BaseModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     # When the run may next be picked up (retry backoff); recovery ignores runs waiting for it.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Set for runs dispatched by a batch (runs.batches): its next items go when this one finishes.
+    batch = models.ForeignKey(
+        "runs.Batch", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="runs"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -115,3 +119,101 @@ class Run(BaseModel):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class Batch(BaseModel):
+    """Many runs of one prompt version, one per item, at most `concurrency` in flight (runs.batches).
+
+    Progress, tokens and cost are derived from the items and their runs, never stored as counters.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"  # every item finished, whatever its outcome
+        CANCELED = "canceled", "Canceled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches")
+    api_key = models.ForeignKey(
+        "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="batches"
+    )
+    # A label given at creation is resolved once, here: moving the label later does not change the batch.
+    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.PROTECT, related_name="batches")
+    name = models.CharField(max_length=200, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True, help_text="Overrides of the version's parameters.")
+    concurrency = models.PositiveSmallIntegerField(default=4, help_text="Most runs in flight at once (1 to 64).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Fixed when the batch is created; never incremented afterwards.
+    item_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0, help_text="Invalid rows left out (skip_invalid).")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(concurrency__gte=1) & Q(concurrency__lte=64), name="batch_concurrency_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "completed", "canceled"]), name="batch_status_valid"
+            ),
+        ]
+        indexes = [
+            # The owner's batch list, newest first: batches.batch_list.
+            models.Index(fields=["owner", "-created_at"], name="batch_owner_created_idx"),
+            # Recovery re-dispatches unfinished batches: batches.batches_recover.
+            models.Index(
+                fields=["created_at"], condition=Q(status__in=["queued", "running"]), name="batch_active_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.name or self.pk} ({self.status})"
+
+
+class BatchItem(BaseModel):
+    """One row of a batch: its variables, then the run made for it (or why none was made).
+
+    Status is derived: `pending` with no run and no error, the run's status once dispatched,
+    `failed` when refused at dispatch (error_code set), `canceled` when the batch was canceled first.
+    """
+
+    CANCELED_CODE = "canceled"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    line = models.PositiveIntegerField(help_text="Line of the uploaded file, or index in the inline items.")
+    key = models.CharField(max_length=200, help_text="The caller's key, or the line number.")
+    variables = models.JSONField(default=dict, blank=True)
+    run = models.OneToOneField(
+        Run, on_delete=models.PROTECT, null=True, blank=True, related_name="batch_item", editable=False
+    )
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["batch", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "key"], name="batchitem_batch_key_uniq"),
+            models.UniqueConstraint(fields=["batch", "line"], name="batchitem_batch_line_uniq"),
+        ]
+        indexes = [
+            # The next items to dispatch, in line order: batches.batch_dispatch.
+            models.Index(
+                fields=["batch", "line"], condition=Q(run__isnull=True, error_code=""), name="batchitem_pending_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.key} of batch {self.batch_id}"
+
+    @property
+    def status(self) -> str:
+        if self.run_id is not None:
+            return self.run.status  # type: ignore[union-attr]
+        if self.error_code == self.CANCELED_CODE:
+            return Run.Status.CANCELED
+        return Run.Status.FAILED if self.error_code else "pending"

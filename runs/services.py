@@ -20,8 +20,9 @@ from llmops.errors import Conflict, NotFound, ValidationFailed
 from prompts import selectors as prompt_selectors
 from prompts import services as prompt_services
 from prompts.models import PromptVersion
-from runs import providers, tokens
+from runs import batches, providers, tokens
 from runs.models import Provider, Run
+from runs.webhooks import run_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def run_create(
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, request_hash), False
+    billing_services.token_rate_check(api_key=api_key)
 
     prompt_version = _resolve_version(
         owner=owner, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
@@ -136,6 +138,8 @@ def run_create(
     rendered = prompt_services.prompt_render(version=prompt_version, values=variables)
     provider, model_id = _provider_for(model or prompt_version.model, field="model" if model else "prompt")
     run_params = {**prompt_version.params, **overrides}
+    # Always send a completion cap: it is what bounds the cost a budget reserves for the run.
+    run_params.setdefault("max_tokens", settings.BUDGET_DEFAULT_MAX_TOKENS)
 
     try:
         with transaction.atomic():
@@ -151,6 +155,18 @@ def run_create(
                 metadata=metadata or {},
                 idempotency_key=idempotency_key or None,
                 request_hash=request_hash,
+            )
+            # Refused (402) rolls the run back: a refused request leaves nothing behind.
+            billing_services.budget_reserve(
+                owner=owner,
+                api_key=api_key,
+                run_id=run.pk,
+                provider=provider.name,
+                model=model_id,
+                prompt_tokens_estimate=tokens.estimate_tokens(
+                    provider=provider, model_id=model_id, messages=run.rendered_input
+                ),
+                max_completion_tokens=run_params["max_tokens"],
             )
             transaction.on_commit(lambda: _enqueue(run.pk))
     except IntegrityError:
@@ -182,9 +198,13 @@ def _enqueue(run_id: uuid.UUID, delay_ms: int | None = None) -> None:
 def run_cancel(*, run: Run) -> Run:
     """Cancels a queued run; it will never execute. Running or finished runs cannot be canceled."""
     now = timezone.now()
-    updated = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-        status=Run.Status.CANCELED, finished_at=now, updated_at=now
-    )
+    with transaction.atomic():
+        updated = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.CANCELED, finished_at=now, updated_at=now
+        )
+        if updated:
+            billing_services.budget_release(run_id=run.pk)
+            batches.on_run_finished(run)
     run.refresh_from_db()
     if not updated:
         raise Conflict(f"The run is {run.status}; only queued runs can be canceled.", code="not_cancelable")
@@ -244,6 +264,8 @@ def _record_success(run: Run, provider: Provider, completion: Any) -> None:
         prompt_tokens = tokens.estimate_tokens(provider=provider, model_id=run.model, messages=run.rendered_input)
     if completion_tokens is None:
         completion_tokens = tokens.estimate_tokens(provider=provider, model_id=run.model, text=completion.text)
+    # Counted before the run shows as succeeded: the provider spent these tokens whatever happens next.
+    billing_services.token_usage_record(api_key=run.api_key, tokens=prompt_tokens + completion_tokens)
     now = timezone.now()
     with transaction.atomic():
         # Conditional on still running: a run failed by recovery meanwhile is not resurrected or charged.
@@ -274,6 +296,9 @@ def _record_success(run: Run, provider: Provider, completion: Any) -> None:
             completion_tokens=completion_tokens,
             tokens_estimated=estimated,
         )
+        billing_services.budget_settle(run_id=run.pk)
+        run_event_emit(run_id=run.pk)
+        batches.on_run_finished(run)
     logger.info(
         "run succeeded",
         extra={
@@ -309,9 +334,14 @@ def _record_failure(run: Run, exc: Any) -> None:
 
 def _finish_failed(run: Run, *, code: str, message: str) -> None:
     now = timezone.now()
-    Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-        status=Run.Status.FAILED, error_code=code, error_message=message, finished_at=now, updated_at=now
-    )
+    with transaction.atomic():
+        updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            status=Run.Status.FAILED, error_code=code, error_message=message, finished_at=now, updated_at=now
+        )
+        if updated:
+            billing_services.budget_release(run_id=run.pk)
+            run_event_emit(run_id=run.pk)
+            batches.on_run_finished(run)
     logger.warning("run failed", extra={"run_id": str(run.pk), "error_code": code})
 
 
@@ -328,13 +358,25 @@ def runs_recover(*, queued_for: timedelta, running_for: timedelta) -> dict[str, 
         # Touch first so the next recovery pass does not enqueue it again right away.
         Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(updated_at=now)
         _enqueue(run_id)
-    failed = Run.objects.filter(status=Run.Status.RUNNING, started_at__lt=now - running_for).update(
-        status=Run.Status.FAILED,
-        error_code="worker_lost",
-        error_message="The run exceeded its time limit without finishing (worker lost or killed).",
-        finished_at=now,
-        updated_at=now,
+    stuck = list(
+        Run.objects.filter(status=Run.Status.RUNNING, started_at__lt=now - running_for).values_list("pk", flat=True)[
+            :1000
+        ]
     )
+    failed = 0
+    for run_id in stuck:
+        # One by one, conditional on still running: only a run failed here has its budget hold released
+        # (one that a worker meanwhile finished or queued for a retry keeps its own outcome).
+        with transaction.atomic():
+            if Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+                status=Run.Status.FAILED,
+                error_code="worker_lost",
+                error_message="The run exceeded its time limit without finishing (worker lost or killed).",
+                finished_at=now,
+                updated_at=now,
+            ):
+                billing_services.budget_release(run_id=run_id)
+                failed += 1
     if stale_queued or failed:
         logger.warning("runs recovered", extra={"requeued": len(stale_queued), "failed": failed})
     return {"requeued": len(stale_queued), "failed": failed}

@@ -6,7 +6,7 @@ import dramatiq
 from django.conf import settings
 from django.core.cache import cache
 
-from runs import services
+from runs import batches, services
 
 
 # Transient provider errors are retried by services.run_execute itself (it knows the attempt count
@@ -37,4 +37,12 @@ def recover_runs() -> None:
         queued_for=timedelta(seconds=settings.RUN_RECOVER_QUEUED_AFTER_S),
         running_for=timedelta(seconds=settings.RUN_TIME_LIMIT_S + 60),
     )
+    batches.batches_recover()  # batches whose dispatch was lost with a message or a failed run
     recover_runs.send_with_options(delay=interval * 1000)
+
+
+# Idempotent under the batch's row lock, so a redelivery or a retry after a crash dispatches nothing
+# twice; each finished batch run sends one (runs.batches.on_run_finished).
+@dramatiq.actor(queue_name="batches", max_retries=5, time_limit=300_000, min_backoff=1000, max_backoff=30_000)
+def dispatch_batch(batch_id: str) -> None:
+    batches.batch_dispatch(batch_id=batch_id)

@@ -1,10 +1,20 @@
 from rest_framework import serializers
 
-from accounts.models import APIKey
+from accounts.models import APIKey, Scope
+from accounts.services import MAX_ROTATION_GRACE_SECONDS
+from llmops.serializers import TypedInputSerializer
 
 
 class APIKeySerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True, help_text="active, revoked or expired")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.choices), read_only=True, help_text="Granted scopes."
+    )
+    previous_secret_expires_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="After a rotation with a grace period: until when the old secret still works.",
+    )
 
     class Meta:
         model = APIKey
@@ -12,19 +22,37 @@ class APIKeySerializer(serializers.ModelSerializer):
             "id",
             "name",
             "prefix",
+            "scopes",
             "status",
             "is_active",
             "expires_at",
             "last_used_at",
             "revoked_at",
+            "rotated_at",
+            "previous_secret_expires_at",
             "created_at",
         ]
         read_only_fields = fields
 
 
-class APIKeyCreateSerializer(serializers.Serializer):
+class APIKeyCreateSerializer(TypedInputSerializer):
     name = serializers.CharField(max_length=100)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    # Checked against Scope by the service, whose error names each unknown scope.
+    scopes = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text=f"Scopes to grant (default: all): {', '.join(Scope.values)}. Never more than the calling key has.",
+    )
+
+
+class APIKeyRotateSerializer(TypedInputSerializer):
+    grace_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_ROTATION_GRACE_SECONDS,
+        default=0,
+        help_text="How long the old secret keeps working (default 0: it stops at once).",
+    )
 
 
 class APIKeyCreatedSerializer(APIKeySerializer):

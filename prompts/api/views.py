@@ -2,12 +2,15 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.models import Scope
+from llmops.schema import ErrorSerializer
 from prompts import selectors, services
 from prompts.api.serializers import (
     LabelMoveInputSerializer,
@@ -28,6 +31,8 @@ PROMPT_REF = OpenApiParameter(
     "ref", OpenApiTypes.STR, OpenApiParameter.PATH, description="The prompt's id or its name."
 )
 LABEL_HISTORY_LIMIT = 100
+ARCHIVED = OpenApiResponse(ErrorSerializer, description="The prompt is archived (`prompt_archived`).")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @extend_schema_view(
@@ -38,7 +43,10 @@ LABEL_HISTORY_LIMIT = 100
     create=extend_schema(
         summary="Create a prompt with its first version",
         request=PromptCreateSerializer,
-        responses={201: PromptCreatedSerializer},
+        responses={
+            201: PromptCreatedSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="You have a prompt of this name (`name_taken`)."),
+        },
     ),
     retrieve=extend_schema(summary="Get a prompt by id or name", parameters=[PROMPT_REF]),
     partial_update=extend_schema(
@@ -49,11 +57,24 @@ LABEL_HISTORY_LIMIT = 100
 @extend_schema(tags=["prompts"])
 class PromptViewSet(viewsets.GenericViewSet):
     serializer_class = PromptSerializer
+    required_scopes = {
+        "list": Scope.PROMPTS_READ,
+        "retrieve": Scope.PROMPTS_READ,
+        "labels": Scope.PROMPTS_READ,
+        "render": Scope.PROMPTS_READ,
+        "create": Scope.PROMPTS_WRITE,
+        "partial_update": Scope.PROMPTS_WRITE,
+        "destroy": Scope.PROMPTS_WRITE,
+        "move_label": Scope.PROMPTS_WRITE,
+    }
     lookup_field = "ref"
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Prompt]:
-        include_archived = self.request.query_params.get("include_archived", "").lower() in ("1", "true", "yes")
+        # Strict, as the schema's boolean: `?include_archived=maybe` is a 400, not silently false.
+        include_archived = _BOOLEANS.get(self.request.query_params.get("include_archived", "false").lower())
+        if include_archived is None:
+            raise ValidationError({"include_archived": ["Must be true or false."]})
         return selectors.prompt_list(owner=self.request.user, include_archived=include_archived)  # type: ignore[arg-type]
 
     def get_object(self) -> Prompt:
@@ -117,7 +138,7 @@ class PromptViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Point a label at a version (deploy or roll back)",
         request=LabelMoveInputSerializer,
-        responses={200: LabelSerializer},
+        responses={200: LabelSerializer, 409: ARCHIVED},
         parameters=[
             PROMPT_REF,
             OpenApiParameter("label", OpenApiTypes.STR, OpenApiParameter.PATH, description="Label name (a slug)."),
@@ -142,7 +163,7 @@ class PromptViewSet(viewsets.GenericViewSet):
     create=extend_schema(
         summary="Create the next version of a prompt",
         request=VersionInputSerializer,
-        responses={201: VersionSerializer},
+        responses={201: VersionSerializer, 409: ARCHIVED},
     ),
     retrieve=extend_schema(
         summary="Get one version by number",
@@ -154,6 +175,7 @@ class PromptVersionViewSet(viewsets.GenericViewSet):
     """Versions are immutable: there is no update or delete."""
 
     serializer_class = VersionSerializer
+    required_scopes = {"list": Scope.PROMPTS_READ, "retrieve": Scope.PROMPTS_READ, "create": Scope.PROMPTS_WRITE}
     lookup_field = "number"
     lookup_value_regex = "[0-9]+"
 

@@ -32,7 +32,16 @@ OBJECT_ENDPOINTS: list[tuple[str, str, str, Any, int]] = [
 ]
 # Endpoints that take no object of someone else: checked by the list tests below.
 LIST_ENDPOINTS = {("prompt-list", "get"), ("prompt-list", "post"), ("apikey-list", "get"), ("apikey-list", "post")}
-KEY_ENDPOINTS = {("apikey-detail", "delete")}
+KEY_ENDPOINTS = {("apikey-detail", "delete"), ("apikey-rotate", "post")}  # rotate: accounts/tests/test_rotation.py
+# Owner isolation of webhook endpoints: accounts/tests/test_webhooks.py.
+WEBHOOK_ENDPOINTS = {
+    ("webhookendpoint-list", "get"),
+    ("webhookendpoint-list", "post"),
+    ("webhookendpoint-detail", "get"),
+    ("webhookendpoint-detail", "patch"),
+    ("webhookendpoint-detail", "delete"),
+    ("webhookendpoint-deliveries", "get"),
+}
 
 
 def _api_endpoints(patterns=None) -> set[tuple[str, str]]:
@@ -48,7 +57,9 @@ def _api_endpoints(patterns=None) -> set[tuple[str, str]]:
 
 
 def test_every_endpoint_is_covered():
-    covered = {(name, method) for name, method, *_ in OBJECT_ENDPOINTS} | LIST_ENDPOINTS | KEY_ENDPOINTS
+    covered = (
+        {(name, method) for name, method, *_ in OBJECT_ENDPOINTS} | LIST_ENDPOINTS | KEY_ENDPOINTS | WEBHOOK_ENDPOINTS
+    )
 
     assert _api_endpoints() == covered
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import APIKey
+from accounts.models import APIKey, Scope
 from llmops.schema import ErrorSerializer
 from runs import selectors, services
 from runs.api.serializers import (
@@ -36,7 +36,18 @@ CREATE_RESPONSES = {
         RunSerializer, description="Finished within `wait`, or an idempotent replay of a finished run."
     ),
     202: OpenApiResponse(RunSerializer, description="Queued or running; poll its `url`."),
+    402: OpenApiResponse(
+        ErrorSerializer,
+        description="Refused by a budget; no run is created. `budget_exceeded`: the run's maximum cost "
+        "(input estimate x input price + max_tokens x output price) does not fit in what the user's or the "
+        "key's budget has left. `price_unknown`: a budget applies and the model has no known price.",
+    ),
     409: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with a different body."),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="Too many requests. `tokens_rate_limited`: the API key used its tokens for this minute; "
+        "the `Retry-After` header gives the seconds until the minute ends.",
+    ),
 }
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -45,7 +56,8 @@ def _create_run(request: Request, data: dict[str, Any]) -> Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise serializers.ValidationError({"Idempotency-Key": [f"Must be 1 to {MAX_IDEMPOTENCY_KEY} characters."]})
-    query = RunCreateQuerySerializer(data=request.query_params)
+    # A plain dict, not the QueryDict: DRF would read a blank `?wait=` as absent instead of invalid.
+    query = RunCreateQuerySerializer(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     run, _ = services.run_create(
         owner=request.user,  # type: ignore[arg-type]
@@ -79,12 +91,19 @@ def _create_run(request: Request, data: dict[str, Any]) -> Response:
 @extend_schema(tags=["runs"])
 class RunViewSet(viewsets.GenericViewSet):
     serializer_class = RunSerializer
+    required_scopes = {
+        "list": Scope.RUNS_READ,
+        "retrieve": Scope.RUNS_READ,
+        "create": Scope.RUNS_EXECUTE,
+        "cancel": Scope.RUNS_EXECUTE,
+    }
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[Run]:
         if getattr(self, "swagger_fake_view", False):
             return Run.objects.none()
-        filters = RunFilterSerializer(data=self.request.query_params)
+        # A plain dict, not the QueryDict: DRF would read a blank `?status=` as absent instead of invalid.
+        filters = RunFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         return selectors.run_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
 
@@ -116,6 +135,8 @@ class RunViewSet(viewsets.GenericViewSet):
 class SeedRunView(APIView):
     """POST /api/v1/run: the seed's endpoint, an alias of POST /api/v1/runs that also takes
     `{"prompt_version_id", "variables", "model"}`."""
+
+    required_scopes = {"post": Scope.RUNS_EXECUTE}
 
     @extend_schema(
         summary="Run a prompt version (alias of POST /api/v1/runs; also takes prompt_version_id)",

@@ -2,7 +2,7 @@ import factory
 
 from accounts.tests.factories import UserFactory
 from prompts.tests.factories import prompt_with_version
-from runs.models import Provider, Run
+from runs.models import Batch, BatchItem, Provider, Run
 
 
 class ProviderFactory(factory.django.DjangoModelFactory):
@@ -33,3 +33,23 @@ class RunFactory(factory.django.DjangoModelFactory):
     prompt_tokens = 4
     completion_tokens = 2
     total_tokens = 6
+
+
+class BatchFactory(factory.django.DjangoModelFactory):
+    """A queued batch of a fresh prompt's version 1 with two pending items (nothing is dispatched)."""
+
+    class Meta:
+        model = Batch
+
+    owner = factory.SubFactory(UserFactory)
+    prompt_version = factory.LazyAttribute(
+        lambda batch: prompt_with_version(batch.owner, name=f"b-{Batch.objects.count()}")[1]
+    )
+    item_count = 2
+
+    @factory.post_generation
+    def items(batch, create, extracted, **kwargs):
+        if create:
+            BatchItem.objects.bulk_create(
+                [BatchItem(batch=batch, line=line, key=str(line), variables={"name": f"n{line}"}) for line in (0, 1)]
+            )

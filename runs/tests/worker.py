@@ -31,7 +31,13 @@ def _database_url() -> str:
 
 class _SubprocessWorker:
     def __init__(self) -> None:
-        env = {**os.environ, "DATABASE_URL": _database_url(), "RUN_RECOVER_INTERVAL_S": "0"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "RUN_RECOVER_INTERVAL_S": "0",
+            # Parallel test runs would fight over the metrics port.
+            "DRAMATIQ_PROMETHEUS": "0",
+        }
         self.log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],

@@ -1,0 +1,201 @@
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, renderers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from accounts.models import APIKey, Scope
+from llmops.schema import ErrorSerializer
+from runs import batches
+from runs.api.batch_serializers import (
+    BatchCreatedSerializer,
+    BatchCreateSerializer,
+    BatchFilterSerializer,
+    BatchResultSerializer,
+    BatchSerializer,
+    BatchUploadSerializer,
+)
+from runs.models import Batch
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body is too large."
+    default_code = "payload_too_large"
+
+
+class _ExportRenderer(renderers.BaseRenderer):
+    """Selects an export format by `?format=` or Accept; the export itself is a streaming response,
+    so this only ever renders an error body, as JSON."""
+
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return renderers.JSONRenderer().render(data)
+
+
+class JSONLinesRenderer(_ExportRenderer):
+    media_type = "application/x-ndjson"
+    format = "jsonl"
+
+
+class CSVRenderer(_ExportRenderer):
+    media_type = "text/csv"
+    format = "csv"
+
+
+def _check_upload_size(request: Request) -> None:
+    """413 before the body is read: multipart files are not bounded by DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.BATCH_UPLOAD_MAX_BYTES:
+        raise PayloadTooLarge(f"The upload is larger than {settings.BATCH_UPLOAD_MAX_BYTES} bytes.")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List your batches, newest first, with their progress", parameters=[BatchFilterSerializer]
+    ),
+    retrieve=extend_schema(summary="Get a batch and its progress (counts by status, tokens, cost)"),
+    create=extend_schema(
+        summary="Create a batch: one run per item, at most `concurrency` at once",
+        description=(
+            "Items inline as JSON, or a JSON Lines / CSV file as multipart/form-data (`file`). Every row is "
+            "validated first: a bad row is reported by line in `error.fields` (`items.17.variables.name`) and "
+            "nothing is created, unless `skip_invalid` is true."
+        ),
+        request={"application/json": BatchCreateSerializer, "multipart/form-data": BatchUploadSerializer},
+        responses={201: BatchCreatedSerializer},
+    ),
+)
+@extend_schema(tags=["batches"])
+class BatchViewSet(viewsets.GenericViewSet):
+    serializer_class = BatchSerializer
+    # The API's JSON parser (settings imports it), plus multipart for file uploads.
+    parser_classes = [*api_settings.DEFAULT_PARSER_CLASSES, MultiPartParser]  # type: ignore[list-item]
+    required_scopes = {
+        "list": Scope.RUNS_READ,
+        "retrieve": Scope.RUNS_READ,
+        "results": Scope.RUNS_READ,
+        "create": Scope.RUNS_EXECUTE,
+        "cancel": Scope.RUNS_EXECUTE,
+    }
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Batch]:
+        if getattr(self, "swagger_fake_view", False):
+            return Batch.objects.none()
+        # A plain dict, not the QueryDict: DRF would read a blank `?status=` as absent instead of invalid.
+        filters = BatchFilterSerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        return batches.batch_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors are JSON whatever export format was asked for.
+        self.request.accepted_renderer = renderers.JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return super().handle_exception(exc)
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(BatchSerializer(page, many=True, context={"request": request}).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        return Response(BatchSerializer(batch, context={"request": request}).data)
+
+    def create(self, request: Request) -> Response:
+        _check_upload_size(request)
+        rows: Any
+        if request.content_type.startswith("multipart/form-data"):
+            upload_form = BatchUploadSerializer(data=request.data)
+            upload_form.is_valid(raise_exception=True)
+            options = dict(upload_form.validated_data)
+            upload = options.pop("file")
+            if upload.size > settings.BATCH_UPLOAD_MAX_BYTES:
+                raise PayloadTooLarge(f"The upload is larger than {settings.BATCH_UPLOAD_MAX_BYTES} bytes.")
+            file_format = options.pop("format", None) or ("csv" if upload.name.lower().endswith(".csv") else "jsonl")
+            lines = batches.text_lines(upload)  # line by line from memory or the spooled temporary file
+            rows = batches.rows_from_csv(lines) if file_format == "csv" else batches.rows_from_jsonl(lines)
+        else:
+            inline = BatchCreateSerializer(data=request.data)
+            inline.is_valid(raise_exception=True)
+            options = dict(inline.validated_data)
+            rows = batches.rows_from_items(options.pop("items"))
+        batch, skipped = batches.batch_create(
+            owner=request.user,  # type: ignore[arg-type]
+            api_key=request.auth if isinstance(request.auth, APIKey) else None,
+            items=rows,
+            **options,
+        )
+        created = batches.batch_get(owner=request.user, batch_id=batch.pk)  # type: ignore[arg-type]
+        created.skipped = skipped  # type: ignore[attr-defined]
+        body = BatchCreatedSerializer(created, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
+
+    @extend_schema(
+        summary="Cancel a batch: pending items and queued runs never run; running ones finish",
+        request=None,
+        responses={200: BatchSerializer, 409: OpenApiResponse(ErrorSerializer, description="Already finished.")},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batches.batch_cancel(batch=batch)
+        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        return Response(BatchSerializer(batch, context={"request": request}).data)
+
+    @extend_schema(
+        summary="Export the batch's results, streamed, one item per line in line order",
+        parameters=[
+            OpenApiParameter(
+                "format", OpenApiTypes.STR, enum=["jsonl", "csv"], description="Default `jsonl` (or by Accept)."
+            )
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                BatchResultSerializer, description="JSON Lines: one such object per item, streamed."
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=f"CSV, streamed: a header row ({', '.join(batches.CSV_COLUMNS)}) then one row per item; "
+                "`variables` is JSON text.",
+            ),
+            # Errors stay JSON whatever format was asked for (handle_exception).
+            **{
+                (code, "application/json"): OpenApiResponse(ErrorSerializer, description=text)
+                for code, text in (
+                    (400, "Invalid query parameters."),
+                    (401, "Missing, unknown, revoked or expired API key."),
+                    (403, "Authenticated but not allowed."),
+                    (404, "Not found, owned by someone else, or an unknown `format`."),
+                    (405, "Method not allowed."),
+                    (406, "Not acceptable."),
+                    (429, "Too many requests."),
+                    (500, "Internal server error."),
+                )
+            },
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONLinesRenderer, CSVRenderer])
+    def results(self, request: Request, pk: str) -> StreamingHttpResponse:
+        if request.query_params.get("format") == "":  # DRF reads a blank ?format= as none given
+            raise exceptions.NotFound("Unknown format; give jsonl or csv.")
+        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        if request.accepted_renderer.format == "csv":
+            stream, content_type, extension = batches.results_csv(batch), "text/csv; charset=utf-8", "csv"
+        else:
+            stream, content_type, extension = batches.results_jsonl(batch), "application/x-ndjson", "jsonl"
+        response = StreamingHttpResponse(stream, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.{extension}"'
+        return response
