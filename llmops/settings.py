@@ -307,3 +307,9 @@ BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=100_000)
 BATCH_UPLOAD_MAX_BYTES = env.int("BATCH_UPLOAD_MAX_BYTES", default=100 * 1024 * 1024)
 BATCH_MAX_REPORTED_ERRORS = env.int("BATCH_MAX_REPORTED_ERRORS", default=50)
 BATCH_THROTTLE_RETRY_S = env.float("BATCH_THROTTLE_RETRY_S", default=10.0)
+
+# Optional Weights & Biases export of finished runs (`manage.py runs_export_wandb`); off when unset.
+WANDB_PROJECT = env.str("WANDB_PROJECT", default="")
+WANDB_ENTITY = env.str("WANDB_ENTITY", default="")
+WANDB_MODE = env.str("WANDB_MODE", default="online")  # "offline" writes files for a later `wandb sync`
+WANDB_DIR = env.str("WANDB_DIR", default=str(BASE_DIR / "var" / "wandb"))

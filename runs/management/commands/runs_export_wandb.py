@@ -1,0 +1,44 @@
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
+
+from llmops.errors import ValidationFailed
+from runs.models import Run
+from runs.wandb_export import runs_export_wandb
+
+
+class Command(BaseCommand):
+    help = "Exports finished runs to Weights & Biases as one table (needs WANDB_PROJECT)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--owner", help="Only this user's runs.")
+        parser.add_argument("--since", help="Only runs created at or after this ISO 8601 time.")
+        parser.add_argument("--batch", help="Only the runs of this batch id.")
+        parser.add_argument("--name", default="", help="Name of the W&B run.")
+
+    def handle(
+        self, *args: Any, owner: str | None, since: str | None, batch: str | None, name: str, **options: Any
+    ) -> None:
+        runs = Run.objects.all()
+        if owner:
+            user = get_user_model().objects.filter(username=owner).first()
+            if user is None:
+                raise CommandError(f"No user named {owner!r}.")
+            runs = runs.filter(owner=user)
+        if since:
+            moment = parse_datetime(since)
+            if moment is None:
+                raise CommandError(f"--since {since!r} is not an ISO 8601 date-time.")
+            runs = runs.filter(created_at__gte=moment)
+        if batch:
+            runs = runs.filter(batch_id=batch)
+        try:
+            result = runs_export_wandb(runs=runs, name=name)
+        except ValidationFailed as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(
+            f"Exported {result['exported']} runs ({result['succeeded']} succeeded, {result['failed']} failed) "
+            f"to W&B; files in {result['directory']}."
+        )
