@@ -11,6 +11,7 @@ from accounts.authentication import APIKeyAuthentication
 from accounts.models import APIKey
 from accounts.services import APIKeyInvalid, api_key_authenticate
 from llmops.errors import error_body
+from llmops.metrics import RATE_LIMIT_REJECTIONS
 
 
 def _authenticated_api_key(request: HttpRequest) -> APIKey | None:
@@ -50,6 +51,7 @@ class RateLimitMiddleware:
         if usage.exceeded:
             response: HttpResponse = JsonResponse(error_body("rate_limited", limit.message), status=429)
             response["Retry-After"] = str(usage.reset)
+            RATE_LIMIT_REJECTIONS.labels(limit.group.removeprefix("llmops.")).inc()
         else:
             response = self.get_response(request)
         response["X-RateLimit-Limit"] = str(usage.limit)

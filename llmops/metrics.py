@@ -34,6 +34,10 @@ HTTP_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+RATE_LIMIT_REJECTIONS = Counter(
+    "llmops_rate_limit_rejections_total", "Requests refused with 429 by the request rate limits.", ["group"]
+)
+
 _app_collectors: list[Collector] = []
 
 

@@ -55,3 +55,17 @@ def test_metrics_can_be_disabled(client, settings):
     settings.METRICS_ENABLED = False
 
     assert client.get("/metrics").status_code == 404
+
+
+def test_rate_limit_rejections_are_counted(client, alice_client, settings):
+    settings.RATE_LIMIT_ENABLED = True
+    settings.RATE_LIMIT_REQUESTS = "2/m"
+
+    def rejected() -> float:
+        return _samples(client.get("/metrics")).get(("llmops_rate_limit_rejections_total", (("group", "requests"),)), 0)
+
+    before = rejected()
+    statuses = [alice_client.get("/api/v1/prompts").status_code for _ in range(4)]
+
+    assert statuses.count(429) >= 2
+    assert rejected() - before == statuses.count(429)
