@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from llmops.serializers import StrictInputSerializer
 from runs import batches
-from runs.api.serializers import MAX_METADATA_KEYS
+from runs.api.serializers import MAX_METADATA_KEYS, PromptVersionRefSerializer
 from runs.models import Batch
 
 
@@ -109,13 +109,9 @@ class BatchUsageSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField()
 
 
-class BatchSerializer(serializers.ModelSerializer):
+class BatchSerializer(PromptVersionRefSerializer):
     url = serializers.SerializerMethodField()
     results_url = serializers.SerializerMethodField()
-    prompt = serializers.UUIDField(source="prompt_version.prompt_id", read_only=True)
-    prompt_name = serializers.CharField(source="prompt_version.prompt.name", read_only=True)
-    version = serializers.IntegerField(source="prompt_version.number", read_only=True)
-    prompt_version_id = serializers.UUIDField(read_only=True)
     counts = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
     cost = serializers.SerializerMethodField()

@@ -86,12 +86,17 @@ class RunErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class RunSerializer(serializers.ModelSerializer):
-    url = serializers.SerializerMethodField()
+# Base of output serializers of objects tied to one prompt version (runs, batches). A comment, not a
+# docstring: drf-spectacular would copy a docstring into every subclass's schema description.
+class PromptVersionRefSerializer(serializers.ModelSerializer):
     prompt = serializers.UUIDField(source="prompt_version.prompt_id", read_only=True)
     prompt_name = serializers.CharField(source="prompt_version.prompt.name", read_only=True)
     version = serializers.IntegerField(source="prompt_version.number", read_only=True)
     prompt_version_id = serializers.UUIDField(read_only=True)
+
+
+class RunSerializer(PromptVersionRefSerializer):
+    url = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
     cost = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
