@@ -91,4 +91,13 @@ class AutoSchema(SpectacularAutoSchema):
             responses[code] = self._get_response_for_code(
                 OpenApiResponse(ErrorSerializer, description=description), code
             )
+        # gunicorn itself refuses request lines over its limit (4094 bytes) before Django sees them,
+        # with a plain HTML page; documented as such so clients (and the fuzzer) know to expect it.
+        responses.setdefault(
+            "414",
+            {
+                "description": "Request line too long (URL and query string), refused by the HTTP server.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+        )
         return responses
