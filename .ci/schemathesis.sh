@@ -167,7 +167,9 @@ fuzz() {  # fuzz NAME KEY FILTER...: one Schemathesis pass; its JSON report is $
 rc=0
 echo
 echo "=== Pass 1: every operation but those that revoke or rotate a key ==="
-fuzz main "$key" --exclude-path-regex '^/api/v1/keys/' || rc=1
+# A pass's exit code is not used: the summary below judges its JSON report, so that a known crash
+# inside Hypothesis itself is not taken for a finding against the API.
+fuzz main "$key" --exclude-path-regex '^/api/v1/keys/' || true
 # If the main key stopped working, pass 1 ended as a string of 401s and proves little.
 if ! curl -fsS -o /dev/null "$base/api/v1/keys" -H "Authorization: Bearer $key"; then
     echo "The main API key no longer authenticates after pass 1: the fuzz results are not meaningful." >&2
@@ -175,7 +177,7 @@ if ! curl -fsS -o /dev/null "$base/api/v1/keys" -H "Authorization: Bearer $key";
 fi
 echo
 echo "=== Pass 2: the key operations, with a key of their own ==="
-fuzz keys "$keys_key" --include-path-regex '^/api/v1/keys' || rc=1
+fuzz keys "$keys_key" --include-path-regex '^/api/v1/keys' || true
 
 echo
 echo "=== Schemathesis summary ==="
@@ -195,7 +197,13 @@ for path in sys.argv[1:]:
         sys.exit(1)
     cases = report["test_cases"]
     total += cases["generated"]
-    failures += cases["unique_failures"] + len(report["errors"])
+    # Hypothesis on CPython 3.11 sometimes crashes introspecting its own lambdas ("AST constructor
+    # recursion depth mismatch", a SystemError inside the generator, before any request is sent).
+    # It says nothing about the API, so it is reported but not counted; every other error counts.
+    tool_crashes = [e for e in report["errors"] if "AST constructor recursion depth mismatch" in json.dumps(e)]
+    if tool_crashes:
+        print(f"{path.rsplit('/', 1)[-1]}: {len(tool_crashes)} Hypothesis-internal crash(es) ignored")
+    failures += cases["unique_failures"] + len(report["errors"]) - len(tool_crashes)
     print(
         f"{path.rsplit('/', 1)[-1]}: {report['operations']['tested']} operations, {cases['generated']} cases, "
         f"{cases['unique_failures']} unique failures, {len(report['errors'])} errors"
@@ -210,6 +218,8 @@ if os.environ.get("SCHEMATHESIS_SUMMARY"):
 if missing:
     # Pass 1 keeps its key: an operation that only ever answered 401/403 was never really tested.
     print(f"Operations that answered only 401/403 in pass 1: {missing}")
+    sys.exit(1)
+if failures:
     sys.exit(1)
 PY
 
