@@ -198,6 +198,13 @@ class APIKeyAdmin(admin.ModelAdmin):
         )
 
 
+class _WebhookSecret(_Plaintext):
+    """A webhook signing secret shown once; masked in the logged template context, like _Plaintext."""
+
+    def __repr__(self) -> str:
+        return "'<webhook secret, not logged>'"
+
+
 class WebhookEndpointForm(forms.ModelForm):
     url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(choices=WebhookEvent.choices, widget=forms.CheckboxSelectMultiple)
@@ -257,7 +264,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             setattr(obj, field.attname, getattr(endpoint, field.attname))
         obj._state.adding = False
         # Kept on the request only, to render the one page that shows it.
-        request._created_webhook_secret = secret  # type: ignore[attr-defined]
+        request._created_webhook_secret = _WebhookSecret(secret)  # type: ignore[attr-defined]
 
     def response_add(
         self, request: HttpRequest, obj: WebhookEndpoint, post_url_continue: str | None = None

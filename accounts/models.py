@@ -112,14 +112,15 @@ class WebhookEvent(models.TextChoices):
 class WebhookEndpoint(BaseModel):
     """A URL of the owner's that receives signed POSTs for the events it subscribes to.
 
-    `secret` is kept in plaintext because the server signs every delivery with it (a hash would be
-    useless here). It is returned once, at creation, and never shown by the API or the admin.
+    The server signs every delivery with the secret, so it must be kept, not hashed; `secret` holds
+    it encrypted (a Fernet token, accounts.webhooks.secret_encrypt), so a database dump alone cannot
+    sign. The plaintext is returned once, at creation, and never shown by the API or the admin.
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=2000, help_text="http(s) URL that receives the POSTs.")
     events = models.JSONField(default=list, help_text="Subscribed event names; see accounts.models.WebhookEvent.")
-    secret = models.CharField(max_length=100, editable=False)
+    secret = models.CharField(max_length=500, editable=False, help_text="The signing secret, encrypted.")
     description = models.CharField(max_length=200, blank=True, default="")
     is_active = models.BooleanField(default=True)
 
@@ -184,6 +185,12 @@ class WebhookDelivery(BaseModel):
         indexes = [
             # An endpoint's delivery log, newest first: webhooks.webhook_delivery_list.
             models.Index(fields=["endpoint", "-created_at"], name="webhookdelivery_endpoint_idx"),
+            # Overdue pending deliveries: webhooks.webhook_deliveries_recover.
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=models.Q(status="pending"),
+                name="webhookdelivery_pending_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,9 +4,14 @@ Other apps emit events with `webhook_emit` inside the transaction that writes th
 delivery exists exactly when the fact does; `accounts.tasks.deliver_webhook` sends it after commit.
 
 Receivers verify `X-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` (README,
-"Webhooks"). Neither the secret nor a signature is ever logged or stored outside the endpoint row.
+"Webhooks"). Neither the secret nor a signature is ever logged; the endpoint row holds the secret only
+encrypted (Fernet, keys from settings.FIELD_ENCRYPTION_KEYS), decrypted just to sign.
+
+A delivery whose message was lost (the broker down at commit, a worker killed mid-attempt) stays
+pending until `webhook_deliveries_recover` sends it again.
 """
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -17,13 +22,17 @@ import secrets
 import socket
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
@@ -41,6 +50,88 @@ USER_AGENT = "llmops-webhooks/1"
 _CLOCK_SLACK = timedelta(seconds=5)
 # NAT64's well-known prefix embeds an IPv4 address in its last 32 bits (RFC 6052).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# HKDF inputs of the key derived from SECRET_KEY when FIELD_ENCRYPTION_KEYS is unset. Changing them
+# makes every secret stored under the derived key undecryptable.
+_DERIVED_KEY_SALT = b"llmops.field-encryption"
+_DERIVED_KEY_INFO = b"accounts.WebhookEndpoint.secret v1"
+# Most deliveries one recovery pass sends; the next pass takes the rest.
+_RECOVER_BATCH = 500
+
+
+# --- signing secrets at rest -----------------------------------------------------------------------
+
+
+class SecretUndecryptable(Exception):
+    """No configured key decrypts a stored signing secret. The message names the fix, never the secret."""
+
+
+def derived_encryption_key(secret_key: str) -> str:
+    """The Fernet key used when FIELD_ENCRYPTION_KEYS is unset: HKDF-SHA256 of SECRET_KEY."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_DERIVED_KEY_SALT, info=_DERIVED_KEY_INFO)
+    return base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())).decode()
+
+
+def _keyring() -> MultiFernet:
+    keys = settings.FIELD_ENCRYPTION_KEYS or [derived_encryption_key(settings.SECRET_KEY)]
+    fernets = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            fernets.append(Fernet(key))
+        except ValueError:  # the key is not named: it is a secret too
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 url-safe base64-encoded bytes); "
+                "generate one with `manage.py webhook_secrets generate-key`."
+            ) from None
+    return MultiFernet(fernets)
+
+
+def secret_encrypt(secret: str) -> str:
+    """What WebhookEndpoint.secret stores: a Fernet token of the secret under the first key."""
+    return _keyring().encrypt(secret.encode()).decode()
+
+
+def secret_decrypt(stored: str) -> str:
+    """The signing secret in a stored token; raises SecretUndecryptable when no key opens it."""
+    try:
+        return _keyring().decrypt(stored.encode()).decode()
+    except InvalidToken:
+        if stored.startswith(SECRET_PREFIX):
+            raise SecretUndecryptable(
+                "The endpoint's signing secret is stored unencrypted; run `manage.py webhook_secrets reencrypt`."
+            ) from None
+        raise SecretUndecryptable(
+            "The endpoint's signing secret decrypts with none of FIELD_ENCRYPTION_KEYS (was the key that "
+            "encrypted it removed, or SECRET_KEY changed?)."
+        ) from None
+
+
+def webhook_secrets_reencrypt() -> tuple[int, list[uuid.UUID]]:
+    """Encrypts every endpoint's secret again with the first key (and any stored in plaintext).
+
+    Returns (how many were written, ids of endpoints no key decrypts, which are left as they are).
+    Run it after putting a new key first in FIELD_ENCRYPTION_KEYS; drop the old key only once it
+    reports none left undecryptable.
+    """
+    keyring = _keyring()
+    written, undecryptable = 0, []
+    for pk in list(WebhookEndpoint.objects.order_by("pk").values_list("pk", flat=True)):
+        with transaction.atomic():
+            stored = WebhookEndpoint.objects.select_for_update().filter(pk=pk).values_list("secret", flat=True).first()
+            if stored is None:
+                continue  # deleted meanwhile
+            if stored.startswith(SECRET_PREFIX):
+                token = keyring.encrypt(stored.encode())
+            else:
+                try:
+                    token = keyring.rotate(stored.encode())
+                except InvalidToken:
+                    undecryptable.append(pk)
+                    continue
+            # Not updated_at: the endpoint itself did not change.
+            WebhookEndpoint.objects.filter(pk=pk).update(secret=token.decode())
+            written += 1
+    logger.info("webhook secrets re-encrypted", extra={"written": written, "undecryptable": len(undecryptable)})
+    return written, undecryptable
 
 
 # --- URL checks ------------------------------------------------------------------------------------
@@ -138,15 +229,17 @@ def _validated_events(events: Any) -> list[str]:
 def webhook_endpoint_create(
     *, owner: User, url: str, events: list[str], description: str = ""
 ) -> tuple[WebhookEndpoint, str]:
-    """Registers an endpoint and returns it with its signing secret, which is shown only this once."""
+    """Registers an endpoint and returns it with its signing secret, which is shown only this once
+    (the row keeps it encrypted)."""
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     endpoint = WebhookEndpoint.objects.create(
         owner=owner,
         url=_validated_url(url),
         events=_validated_events(events),
         description=description,
-        secret=SECRET_PREFIX + secrets.token_urlsafe(32),
+        secret=secret_encrypt(secret),
     )
-    return endpoint, endpoint.secret
+    return endpoint, secret
 
 
 def webhook_endpoint_update(
@@ -166,7 +259,8 @@ def webhook_endpoint_update(
         endpoint.description = description
     if is_active is not None:
         endpoint.is_active = is_active
-    endpoint.save()
+    # Not the secret: a copy read before a re-encryption must not write the old ciphertext back.
+    endpoint.save(update_fields=["url", "events", "description", "is_active", "updated_at"])
     return endpoint
 
 
@@ -211,16 +305,59 @@ def webhook_emit(*, owner: User, event: str, payload: dict[str, Any], dedupe_key
                     raise
                 continue
             deliveries.append(delivery)
+            # _enqueue never raises: a broker that is down must not turn the committed fact into a 500.
             transaction.on_commit(partial(_enqueue, delivery.pk))
     if deliveries:
         logger.info("webhook event emitted", extra={"event": event, "deliveries": len(deliveries)})
     return deliveries
 
 
-def _enqueue(delivery_id: uuid.UUID, delay_ms: int | None = None) -> None:
+def _enqueue(delivery_id: uuid.UUID, delay_ms: int | None = None) -> bool:
+    """Sends the delivery's message; True when the broker took it. Never raises: the delivery row is
+    committed already, and webhook_deliveries_recover sends it if this message is lost."""
     from accounts.tasks import deliver_webhook  # the actor module imports this one
 
-    deliver_webhook.send_with_options(args=(str(delivery_id),), delay=delay_ms)
+    try:
+        deliver_webhook.send_with_options(args=(str(delivery_id),), delay=delay_ms)
+    except Exception:  # the broker's errors name the broker, never a webhook secret
+        logger.exception(
+            "webhook delivery not enqueued; recovery will send it", extra={"delivery_id": str(delivery_id)}
+        )
+        return False
+    return True
+
+
+def webhook_deliveries_recover(*, now: datetime | None = None) -> int:
+    """Sends again the pending deliveries whose message may be lost; returns how many were sent.
+
+    A delivery is overdue when it is still pending WEBHOOK_RECOVER_AFTER_S after it was due: emitted
+    and never attempted, its retry never came, or its attempt's lease ran out (the worker died). Safe
+    on several workers at once: each delivery is taken by a conditional UPDATE that moves its
+    next_attempt_at to `now` before its message is sent, so one of them sends it. An overdue delivery
+    that used its last attempt can get no other message and is marked failed.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.WEBHOOK_RECOVER_AFTER_S)
+    overdue = Q(status=WebhookDelivery.Status.PENDING) & (
+        Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, created_at__lt=cutoff)
+    )
+    exhausted = WebhookDelivery.objects.filter(overdue, attempts__gte=settings.WEBHOOK_MAX_ATTEMPTS).update(
+        status=WebhookDelivery.Status.FAILED,
+        last_error="The last attempt never finished (its worker stopped).",
+        next_attempt_at=None,
+        updated_at=now,
+    )
+    retry = overdue & Q(attempts__lt=settings.WEBHOOK_MAX_ATTEMPTS)
+    sent = 0
+    for pk in (
+        WebhookDelivery.objects.filter(retry).order_by("created_at").values_list("pk", flat=True)[:_RECOVER_BATCH]
+    ):
+        # Taken first, conditionally: of several workers recovering at once, one sends.
+        if WebhookDelivery.objects.filter(retry, pk=pk).update(next_attempt_at=now, updated_at=now) and _enqueue(pk):
+            sent += 1
+    if sent or exhausted:
+        logger.warning("webhook deliveries recovered", extra={"sent": sent, "failed": exhausted})
+    return sent
 
 
 # --- delivering ------------------------------------------------------------------------------------
@@ -288,6 +425,17 @@ def webhook_deliver(*, delivery_id: str) -> None:
     except URLUnresolvable as exc:
         _record(delivery, code=None, error=str(exc))
         return
+    try:
+        secret = secret_decrypt(endpoint.secret)
+    except (SecretUndecryptable, ImproperlyConfigured) as exc:
+        # Retried like any failed attempt (not raised, so no crash loop): restoring the key in time
+        # lets the delivery through.
+        logger.error(
+            "webhook signing secret cannot be decrypted",
+            extra={"delivery_id": str(delivery.pk), "endpoint_id": str(endpoint.pk), "error": str(exc)},
+        )
+        _record(delivery, code=None, error=str(exc))
+        return
 
     body = request_body(delivery)
     timestamp = int(time.time())
@@ -297,7 +445,7 @@ def webhook_deliver(*, delivery_id: str) -> None:
         "X-Webhook-Id": str(delivery.pk),
         "X-Webhook-Event": delivery.event,
         "X-Webhook-Timestamp": str(timestamp),
-        "X-Signature": signature(secret=endpoint.secret, timestamp=timestamp, body=body),
+        "X-Signature": signature(secret=secret, timestamp=timestamp, body=body),
     }
     timeout = settings.WEBHOOK_TIMEOUT_S
     try:

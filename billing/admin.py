@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from billing import selectors
+from billing import selectors, services
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from llmops.admin import ReadOnlyAdmin
 
@@ -68,7 +68,11 @@ class BudgetScopeFilter(admin.SimpleListFilter):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    """Spent, reserved and remaining are computed for the current window (UTC), as the API shows them."""
+    """Spent, reserved and remaining are computed for the current window (UTC), as the API shows them.
+
+    Written through billing.services, as the API does: a change takes the budget's lock like a
+    reservation does, and changes only the amount and window.
+    """
 
     list_display = ["owner", "api_key", "amount", "window", "spent", "reserved", "remaining", "updated_at"]
     list_filter = ["window", BudgetScopeFilter]
@@ -78,6 +82,34 @@ class BudgetAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
         return selectors.budgets_with_usage(now=timezone.now())
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Budget | None = None) -> Any:
+        # A budget's scope is fixed: its held reservations were checked against this owner or key.
+        return ["owner", "api_key"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Budget, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            budget = services.budget_update(budget=obj, amount=data["amount"], window=data["window"])
+        else:
+            api_key = data.get("api_key")
+            budget = services.budget_create(
+                owner=data["owner"],
+                amount=data["amount"],
+                window=data["window"],
+                api_key_id=api_key.pk if api_key is not None else None,
+            )
+        # The admin logs and redirects with `obj`: give it the saved row's values.
+        for field in Budget._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(budget, field.attname))
+        obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: Budget) -> None:
+        services.budget_delete(budget=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> None:
+        for budget in queryset:
+            services.budget_delete(budget=budget)
 
     @admin.display(description="spent (USD)")
     def spent(self, budget: Budget) -> str:

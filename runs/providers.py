@@ -44,7 +44,6 @@ MODELS_CACHE_SECONDS = 60
 # How long check_model waits for a model listing; it is only a pre-flight check.
 MODELS_LIST_TIMEOUT = 10.0
 _MAX_SERVER_MESSAGE = 300
-_ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _MODEL_MISSING = re.compile(r"model.*(not found|does not exist|doesn't exist)|unknown model|no such model", re.I)
 
 
@@ -433,25 +432,10 @@ def provider_set(
 
 
 def _validate_provider(provider: Provider) -> None:
-    errors: FieldErrors = {}
-    if provider.kind not in Provider.Kind.values:
-        errors["kind"] = [f"Must be one of: {', '.join(Provider.Kind.values)}."]
-    if provider.base_url:
-        parsed = urlparse(provider.base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            errors["base_url"] = ["Must be an http:// or https:// URL."]
-    elif provider.kind == Provider.Kind.OPENAI_COMPATIBLE:
-        errors["base_url"] = ["Required for an openai-compatible provider."]
-    if provider.api_key_env and not _ENV_VAR_NAME.match(provider.api_key_env):
-        errors["api_key_env"] = ["Must be an environment variable name, e.g. OPENAI_API_KEY (the name, not the key)."]
-    if not (isinstance(provider.timeout, int | float) and math.isfinite(provider.timeout) and provider.timeout > 0):
-        errors["timeout"] = ["Must be a positive number of seconds."]
-    if not errors:
-        try:
-            # base_url is checked above: URLField's validator refuses hosts without a dot, like
-            # the `vllm` service name of a compose file.
-            provider.full_clean(exclude=["base_url"], validate_unique=False)
-        except ValidationError as exc:
-            errors = {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
-    if errors:
-        raise ValidationFailed("Invalid provider.", fields=errors)
+    # The model's validation (field validators and Provider.clean), which the admin form runs too:
+    # one set of rules for every way a provider is written. No message repeats a value.
+    try:
+        provider.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        errors: FieldErrors = {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
+        raise ValidationFailed("Invalid provider.", fields=errors) from None

@@ -44,14 +44,18 @@ class WebhookEndpointUpdateSerializer(TypedInputSerializer):
 
 
 class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
-    secret = serializers.CharField(
-        read_only=True,
+    """Needs the plaintext secret in its context: the row holds it only encrypted."""
+
+    secret = serializers.SerializerMethodField(
         help_text="The signing secret. Shown only in this response; store it now (see README, Webhooks).",
     )
 
     class Meta(WebhookEndpointSerializer.Meta):
         fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
         read_only_fields = fields
+
+    def get_secret(self, endpoint: WebhookEndpoint) -> str:
+        return str(self.context["secret"])
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
@@ -115,8 +119,9 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         serializer = WebhookEndpointCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        endpoint, _secret = webhooks.webhook_endpoint_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
-        response = Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        endpoint, secret = webhooks.webhook_endpoint_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        data = WebhookEndpointCreatedSerializer(endpoint, context={"secret": secret}).data
+        response = Response(data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"  # the only copy of the secret must not sit in a cache
         return response
 

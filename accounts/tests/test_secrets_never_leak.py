@@ -1,5 +1,5 @@
-"""No API key secret leaves the server except in the one response (or admin page) that creates or
-rotates it: not in any other response body or header, log record, error, admin page or database row.
+"""No API key or webhook signing secret leaves the server except in the one response (or admin page) that
+creates or rotates it: not in any other response body or header, log record, error, admin page or database row.
 
 Every log record is captured (root at DEBUG, SQL queries included, non-propagating loggers attached),
 while a key is created, rotated with a grace period, used, presented with a wrong secret, revoked,
@@ -8,19 +8,21 @@ expired, refused for a missing scope and used with its rotated-out secret.
 
 import logging
 import re
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import keys, services
-from accounts.models import APIKey
+from accounts import keys, services, webhooks
+from accounts.models import APIKey, WebhookDelivery, WebhookEndpoint
 from llmops.logging import JSONFormatter
 
 KEYS_URL = "/api/v1/keys"
@@ -227,3 +229,76 @@ def test_the_createapikey_command_prints_the_key_to_stdout_only(alice, all_logs)
         assert secret not in err.getvalue()
         assert secret not in all_logs.text
     assert APIKey.objects.get(user=alice).prefix in err.getvalue()
+
+
+def test_no_webhook_secret_in_any_response_log_admin_page_or_row(alice, alice_client, admin_client, all_logs, settings):
+    """Webhook signing secrets: shown by the one response or admin page that registers them, then never
+    again; the row holds only their ciphertext, which is not shown either."""
+    settings.WEBHOOKS_ALLOW_PRIVATE = True
+    record = Recorder()
+    with socket.socket() as sock:  # deliveries are attempted (so signed) against a closed port
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+
+    created = alice_client.post("/api/v1/webhooks", {"url": url, "events": ["run.failed"]}, format="json")
+    api_secret = created.json().get("secret")
+    record("webhook create", created, 201, shows=api_secret)
+    endpoint = WebhookEndpoint.objects.get(pk=created.json()["id"])
+    added = admin_client.post(
+        "/admin/accounts/webhookendpoint/add/",
+        {"owner": str(alice.pk), "url": url, "events": ["run.failed"], "description": ""},
+    )
+    (admin_secret,) = re.findall(r'<code id="webhook-secret"[^>]*>([^<]+)</code>', added.content.decode())
+    record("webhook admin add", added, 200, shows=admin_secret)
+    with transaction.atomic():
+        deliveries = webhooks.webhook_emit(owner=alice, event="run.failed", payload={"run_id": "r1"})
+    for delivery in deliveries:
+        webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # and the undecryptable path
+    WebhookDelivery.objects.update(next_attempt_at=None)
+    for delivery in deliveries:
+        webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    settings.FIELD_ENCRYPTION_KEYS = []
+
+    base = f"/api/v1/webhooks/{endpoint.pk}"
+    record("webhook list", alice_client.get("/api/v1/webhooks"), 200)
+    record("webhook detail", alice_client.get(base), 200)
+    record("webhook patch", alice_client.patch(base, {"description": "x"}, format="json"), 200)
+    record("webhook deliveries", alice_client.get(f"{base}/deliveries"), 200)
+    admin_base = "/admin/accounts/webhookendpoint/"
+    record("webhook admin changelist", admin_client.get(admin_base), 200)
+    record("webhook admin change", admin_client.get(f"{admin_base}{endpoint.pk}/change/"), 200)
+    record("webhook admin history", admin_client.get(f"{admin_base}{endpoint.pk}/history/"), 200)
+    record("delivery admin", admin_client.get("/admin/accounts/webhookdelivery/"), 200)
+    record(
+        "delivery admin detail", admin_client.get(f"/admin/accounts/webhookdelivery/{deliveries[0].pk}/change/"), 200
+    )
+
+    assert api_secret != admin_secret
+    secrets = [api_secret, api_secret.removeprefix("whsec_"), admin_secret, admin_secret.removeprefix("whsec_")]
+    stored = list(WebhookEndpoint.objects.values_list("secret", flat=True))
+    for label, response, shows in record.responses:
+        texts = _texts_of(response)
+        for secret in secrets:
+            if shows and secret in shows:
+                continue
+            assert not any(secret in text for text in texts), (label, secret)
+        for token in stored:
+            assert not any(token in text for text in texts), (label, "ciphertext")
+        if shows:
+            assert texts[0].count(shows) == 1, label
+            assert "no-store" in response["Cache-Control"], label
+    assert any(r.getMessage() == "webhook signing secret cannot be decrypted" for r in all_logs.records)
+    formatter = JSONFormatter()
+    for log_record in all_logs.records:
+        lines = [log_record.getMessage(), str(log_record.__dict__), formatter.format(log_record)]
+        for secret in secrets:
+            assert not any(secret in line for line in lines), (log_record.name, log_record.getMessage()[:200])
+    dump = StringIO()
+    call_command("dumpdata", stdout=dump)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secret FROM accounts_webhookendpoint")
+        raw = " ".join(row[0] for row in cursor.fetchall())
+    for secret in secrets:
+        assert secret not in dump.getvalue()
+        assert secret not in raw

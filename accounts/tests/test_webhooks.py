@@ -9,6 +9,7 @@ process's os.environ: it reads its settings from there, so this module puts WORK
 at import time, before any test starts that worker.
 """
 
+import importlib
 import json
 import os
 import re
@@ -18,14 +19,22 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import dramatiq
 import pytest
-from django.db import transaction
+from cryptography.fernet import Fernet
+from django.apps import apps as django_apps
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django.utils import timezone
 from dramatiq.brokers.stub import StubBroker
 
 from accounts import webhooks
@@ -673,7 +682,7 @@ def test_the_secret_is_shown_only_in_the_create_response(alice, alice_client, re
     assert secret.startswith("whsec_") and len(secret) > 40
     assert body["events"] == ["prompt.version_created", "prompt.label_moved"]
     assert body["is_active"] is True
-    assert WebhookEndpoint.objects.get(pk=body["id"]).secret == secret
+    assert webhooks.secret_decrypt(WebhookEndpoint.objects.get(pk=body["id"]).secret) == secret
     for response in (
         alice_client.get("/api/v1/webhooks"),
         alice_client.get(f"/api/v1/webhooks/{body['id']}"),
@@ -791,7 +800,7 @@ def test_admin_add_shows_the_secret_once_and_never_again(admin_client, alice, re
     assert match is not None, page
     secret = match.group(1)
     endpoint = WebhookEndpoint.objects.get(owner=alice)
-    assert endpoint.secret == secret
+    assert webhooks.secret_decrypt(endpoint.secret) == secret
     assert endpoint.events == ["run.succeeded"]
     assert page.count(secret) == 1
     for url in (
@@ -827,7 +836,7 @@ def test_admin_change_keeps_the_secret_and_rechecks_the_url(admin_client, alice,
     assert endpoint.url == receiver.url + "/v2"
     assert endpoint.events == ["run.failed", "batch.completed"]
     assert endpoint.is_active is False  # an unticked checkbox
-    assert endpoint.secret == secret
+    assert webhooks.secret_decrypt(endpoint.secret) == secret
 
 
 def test_admin_delivery_log_is_read_only_with_filters(
@@ -849,3 +858,270 @@ def test_admin_delivery_log_is_read_only_with_filters(
     assert detail.status_code == 200
     assert admin_client.get("/admin/accounts/webhookdelivery/add/").status_code == 403
     assert admin_client.post(f"/admin/accounts/webhookdelivery/{delivery.pk}/delete/").status_code == 403
+
+
+# --- signing secrets at rest -----------------------------------------------------------------------
+
+
+def _stored_secrets() -> list[str]:
+    """The secret column exactly as the database holds it, past the ORM."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT secret FROM {WebhookEndpoint._meta.db_table}")  # noqa: S608 (a constant)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_the_database_row_holds_the_secret_only_encrypted(alice, alice_client, admin_client, receiver):
+    api_secret = _register(alice_client, receiver)["secret"]
+    service_secret = webhooks.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])[1]
+    admin_page = _admin_add(admin_client, alice, receiver.url).content.decode()
+    admin_secret = SECRET_ON_PAGE.search(admin_page).group(1)  # type: ignore[union-attr]
+
+    stored = _stored_secrets()
+
+    assert len(stored) == 3
+    for secret in (api_secret, service_secret, admin_secret):
+        assert secret.startswith("whsec_")
+        assert not any(secret in value or secret.removeprefix("whsec_") in value for value in stored)
+    assert all(value.startswith("gAAAAA") for value in stored)  # Fernet tokens
+    assert sorted(webhooks.secret_decrypt(value) for value in stored) == sorted(
+        [api_secret, service_secret, admin_secret]
+    )
+    dump = StringIO()
+    call_command("dumpdata", "accounts.webhookendpoint", stdout=dump)
+    assert not any(secret.removeprefix("whsec_") in dump.getvalue() for secret in (api_secret, admin_secret))
+
+
+def test_the_secret_shown_at_creation_verifies_a_delivery_signed_from_the_encrypted_row(
+    alice, alice_client, receiver, django_capture_on_commit_callbacks
+):
+    receiver.secret = _register(alice_client, receiver)["secret"]
+    with django_capture_on_commit_callbacks():
+        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={"n": 1})
+
+    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+
+    assert [r.verified for r in receiver.received] == [True]
+    assert WebhookDelivery.objects.get(pk=delivery.pk).status == WebhookDelivery.Status.SUCCEEDED
+
+
+def test_rotation_new_key_first_reencrypt_then_drop_the_old_key(
+    alice, receiver, settings, django_capture_on_commit_callbacks
+):
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [old_key]
+    endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
+    # A row written before encryption existed (or by an old process during a rolling deploy).
+    legacy = WebhookEndpoint.objects.create(owner=alice, url=receiver.url, events=["run.failed"], secret="whsec_legacy")
+
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+    out = StringIO()
+    call_command("webhook_secrets", "reencrypt", stdout=out)
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]
+
+    assert "Re-encrypted the signing secrets of 2 webhook endpoint(s)" in out.getvalue()
+    endpoint.refresh_from_db()
+    legacy.refresh_from_db()
+    assert Fernet(new_key.encode()).decrypt(endpoint.secret.encode()).decode() == receiver.secret
+    assert webhooks.secret_decrypt(legacy.secret) == "whsec_legacy"
+    assert "whsec_legacy" not in _stored_secrets()
+    with django_capture_on_commit_callbacks():
+        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    assert [r.verified for r in receiver.received] == [True]
+
+
+def test_reencrypt_reports_secrets_no_key_decrypts_and_leaves_them(alice, receiver, settings):
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    lost = _endpoint(alice, receiver, ["run.failed"])
+    stored = WebhookEndpoint.objects.get(pk=lost.pk).secret
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    with pytest.raises(CommandError) as info:
+        call_command("webhook_secrets", "reencrypt", stdout=StringIO())
+
+    assert str(lost.pk) in str(info.value)
+    assert receiver.secret not in str(info.value)
+    assert WebhookEndpoint.objects.get(pk=lost.pk).secret == stored
+
+
+def test_an_undecryptable_secret_is_a_recorded_retryable_error_not_a_crash(
+    alice, receiver, settings, caplog, django_capture_on_commit_callbacks
+):
+    endpoint = _endpoint(alice, receiver, ["prompt.version_created"])  # under the key derived from SECRET_KEY
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk).secret
+    with django_capture_on_commit_callbacks():
+        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key was dropped too early
+
+    with django_capture_on_commit_callbacks() as retries:
+        webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert delivery.attempts == 1
+    assert "FIELD_ENCRYPTION_KEYS" in delivery.last_error
+    assert delivery.next_attempt_at is not None
+    assert len(retries) == 1  # the retry is scheduled like any failed attempt
+    assert receiver.received == []
+    [logged] = [r for r in caplog.records if r.getMessage() == "webhook signing secret cannot be decrypted"]
+    assert logged.levelname == "ERROR"
+    assert receiver.secret not in caplog.text and stored not in caplog.text
+    # The key restored before the attempts run out: the same delivery goes through.
+    settings.FIELD_ENCRYPTION_KEYS = []
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    assert [r.verified for r in receiver.received] == [True]
+
+
+def test_a_malformed_key_is_named_by_position_not_printed(settings):
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), "not-a-fernet-key"]
+
+    with pytest.raises(ImproperlyConfigured) as info:
+        webhooks.secret_encrypt("whsec_x")
+
+    assert "key 2" in str(info.value)
+    assert "not-a-fernet-key" not in str(info.value)
+
+
+def test_the_data_migration_encrypts_plaintext_rows_and_reverses_without_loss(alice, receiver):
+    migration = importlib.import_module("accounts.migrations.0004_webhook_secret_encryption")
+    plain = WebhookEndpoint.objects.create(owner=alice, url=receiver.url, events=["run.failed"], secret="whsec_old")
+    _, new_secret = webhooks.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
+
+    migration.encrypt_secrets(django_apps, None)
+    encrypted = dict(WebhookEndpoint.objects.values_list("pk", "secret"))
+    migration.encrypt_secrets(django_apps, None)  # a second run changes nothing
+
+    assert dict(WebhookEndpoint.objects.values_list("pk", "secret")) == encrypted
+    assert "whsec_old" not in _stored_secrets()
+    assert webhooks.secret_decrypt(encrypted[plain.pk]) == "whsec_old"
+    migration.decrypt_secrets(django_apps, None)
+    assert sorted(_stored_secrets()) == sorted(["whsec_old", new_secret])
+
+
+# --- a lost message: the broker down at commit, recovery ------------------------------------------
+
+
+class BrokerDown(Exception):
+    """What a broker client raises when Redis is unreachable."""
+
+
+def _broker_down(*args: Any, **kwargs: Any) -> Any:
+    raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+def test_a_broker_down_at_commit_does_not_fail_the_request_and_recovery_delivers(
+    alice, alice_client, receiver, worker, settings, monkeypatch, caplog
+):
+    _endpoint(alice, receiver, ["prompt.version_created"])
+    monkeypatch.setattr(deliver_webhook, "send_with_options", _broker_down)
+
+    response = alice_client.post(
+        "/api/v1/prompts", {"name": "outage", "model": "local/smollm2", "template": "Hi"}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    [delivery] = WebhookDelivery.objects.all()
+    assert (delivery.status, delivery.attempts) == (WebhookDelivery.Status.PENDING, 0)
+    assert "webhook delivery not enqueued; recovery will send it" in caplog.text
+    assert receiver.secret not in caplog.text
+
+    monkeypatch.undo()  # the broker is back
+    settings.WEBHOOK_RECOVER_AFTER_S = 60
+    assert webhooks.webhook_deliveries_recover() == 0  # not overdue yet: its message may still come
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+
+    assert webhooks.webhook_deliveries_recover() == 1
+    delivery = wait_for_delivery(delivery.pk)
+
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED
+    assert delivery.attempts == 1
+    assert [r.verified for r in receiver.received] == [True]
+    assert webhooks.webhook_deliveries_recover() == 0
+
+
+def test_recovery_sends_each_overdue_delivery_once_and_fails_exhausted_ones(alice, receiver, settings, monkeypatch):
+    settings.WEBHOOK_RECOVER_AFTER_S = 60
+    sent: list[str] = []
+    monkeypatch.setattr(deliver_webhook, "send_with_options", lambda *, args, delay=None: sent.append(args[0]))
+    endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
+    now = timezone.now()
+    long_ago = now - timedelta(seconds=600)
+
+    def delivery(**fields: Any) -> WebhookDelivery:
+        row = WebhookDelivery.objects.create(endpoint=endpoint, event="prompt.version_created", payload={})
+        WebhookDelivery.objects.filter(pk=row.pk).update(**fields)
+        return row
+
+    never_sent = delivery(created_at=long_ago)
+    lease_ran_out = delivery(created_at=long_ago, attempts=1, next_attempt_at=long_ago)  # its worker died
+    delivery(created_at=now)  # just emitted: its message is on its way
+    delivery(created_at=long_ago, attempts=1, next_attempt_at=now + timedelta(seconds=30))  # retry due later
+    delivery(created_at=long_ago, status="succeeded", delivered_at=long_ago)
+    exhausted = delivery(created_at=long_ago, attempts=settings.WEBHOOK_MAX_ATTEMPTS, next_attempt_at=long_ago)
+
+    first = webhooks.webhook_deliveries_recover(now=now)
+    second = webhooks.webhook_deliveries_recover(now=now)  # another worker's pass, before the messages ran
+
+    assert first == 2 and second == 0
+    assert sorted(sent) == sorted([str(never_sent.pk), str(lease_ran_out.pk)])
+    failed = WebhookDelivery.objects.get(pk=exhausted.pk)
+    assert failed.status == WebhookDelivery.Status.FAILED
+    assert failed.last_error == "The last attempt never finished (its worker stopped)."
+    # The message recovery sent can claim the delivery it took.
+    webhooks.webhook_deliver(delivery_id=str(never_sent.pk))
+    assert WebhookDelivery.objects.get(pk=never_sent.pk).status == WebhookDelivery.Status.SUCCEEDED
+    assert [r.verified for r in receiver.received] == [True]
+    # A minute later the other resent message was lost too, and the new delivery's never came: both sent again.
+    assert webhooks.webhook_deliveries_recover(now=now + timedelta(seconds=61)) == 2
+
+
+def test_recovery_counts_only_what_the_broker_took(alice, receiver, settings, monkeypatch):
+    settings.WEBHOOK_RECOVER_AFTER_S = 60
+    endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
+    row = WebhookDelivery.objects.create(endpoint=endpoint, event="prompt.version_created", payload={})
+    WebhookDelivery.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(seconds=600))
+    monkeypatch.setattr(deliver_webhook, "send_with_options", _broker_down)
+
+    assert webhooks.webhook_deliveries_recover() == 0  # and no exception: the next pass tries again
+
+    assert WebhookDelivery.objects.get(pk=row.pk).status == WebhookDelivery.Status.PENDING
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="real concurrency needs PostgreSQL")
+def test_recovery_passes_running_at_once_send_each_delivery_once(
+    transactional_db, alice, receiver, settings, monkeypatch
+):
+    settings.WEBHOOK_RECOVER_AFTER_S = 60
+    endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
+    rows = [WebhookDelivery(endpoint=endpoint, event="prompt.version_created", payload={}) for _ in range(40)]
+    WebhookDelivery.objects.bulk_create(rows)
+    WebhookDelivery.objects.update(created_at=timezone.now() - timedelta(seconds=600))
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def send(*, args: tuple[str], delay: int | None = None) -> None:
+        time.sleep(0.005)  # a broker round trip: the passes overlap
+        with lock:
+            sent.append(args[0])
+
+    monkeypatch.setattr(deliver_webhook, "send_with_options", send)
+    start = threading.Barrier(4)
+    counts: list[int] = []
+
+    def recover() -> None:
+        try:
+            start.wait()
+            counts.append(webhooks.webhook_deliveries_recover())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=recover) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(sent) == sorted(str(row.pk) for row in rows)  # each once
+    assert sum(counts) == 40

@@ -61,6 +61,8 @@ def test_hf_inference_needs_no_base_url() -> None:
         (["set", "x", "--kind", "openai-compatible"], "base_url"),
         (["set", "x", "--kind", "openai-compatible", "--base-url", "ftp://h/v1"], "base_url"),
         (["set", "x", "--kind", "openai-compatible", "--base-url", "not a url"], "base_url"),
+        (["set", "x", "--kind", "openai-compatible", "--base-url", "http://u:sk-abc@h/v1"], "base_url"),
+        (["set", "x", "--kind", "hf-inference", "--api-key-env", "MY-KEY"], "api_key_env"),
         (["set", "x", "--kind", "hf-inference", "--api-key-env", "sk-abc123"], "api_key_env"),
         (["set", "x", "--kind", "hf-inference", "--timeout", "0"], "timeout"),
         (["set", "x", "--base-url", "http://h/v1"], "kind"),
@@ -81,6 +83,14 @@ def test_invalid_key_variable_is_not_echoed_back() -> None:
         _run("set", "x", "--kind", "hf-inference", "--api-key-env", "sk-live-abcdef")
 
     assert "sk-live-abcdef" not in str(info.value)
+    assert "environment variable name" in str(info.value)
+
+
+def test_a_bare_host_name_is_accepted_by_the_model_validation_too() -> None:
+    # The rules live on the model, so the admin form (which runs them) agrees with the command.
+    provider = Provider(name="ollama", kind="openai-compatible", base_url="http://ollama:11434/v1", api_key_env="")
+
+    provider.full_clean(validate_unique=False)
 
 
 def test_update_keeps_unchanged_fields_and_validates_the_result() -> None:
