@@ -180,10 +180,17 @@ def budget_reserve(
     run_id: uuid.UUID,
     provider: str,
     model: str,
-    prompt_tokens_estimate: int,
+    prompt_tokens_bound: int,
     max_completion_tokens: int,
 ) -> list[BudgetReservation]:
     """Holds the run's maximum cost against every budget that applies, or refuses the run (402).
+
+    The maximum is `prompt_tokens_bound` (a proven upper bound of the prompt's tokens, runs.tokens)
+    at the input price plus `max_completion_tokens` (always sent to the provider) at the output price,
+    so a run can never be charged more than it reserved, and the sum of charges never passes a budget.
+    The one exception is a provider that ignores `max_tokens`: the run is charged what the provider
+    reports (the overshoot is real spend), and the budget, then over its amount, refuses every
+    further run until its window resets.
 
     Precondition: inside the transaction that creates the run, after its row is written, so a refusal
     rolls the run back and the hold commits together with the run.
@@ -209,7 +216,7 @@ def budget_reserve(
             code="price_unknown",
         )
     maximum = (
-        (price.input_per_mtok * prompt_tokens_estimate + price.output_per_mtok * max_completion_tokens) / MILLION
+        (price.input_per_mtok * prompt_tokens_bound + price.output_per_mtok * max_completion_tokens) / MILLION
     ).quantize(RESERVATION_QUANTUM, rounding=ROUND_CEILING)
     budgets = list(selectors.budgets_with_usage(now=now).filter(pk__in=locked).select_related("api_key").order_by("pk"))
     for budget in budgets:

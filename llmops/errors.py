@@ -51,6 +51,13 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class ServiceUnavailable(DomainError):
+    """A dependency (the database, Redis as broker or cache) is unreachable; nothing was done."""
+
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+
+
 def error_body(code: str, message: str, fields: FieldErrors | None = None) -> dict[str, Any]:
     return {
         "error": {

@@ -3,14 +3,18 @@
 import logging
 from typing import Any
 
+import dramatiq.errors
+import redis.exceptions
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from llmops.errors import DomainError, FieldErrors, error_body
+from llmops.errors import DomainError, FieldErrors, ServiceUnavailable, error_body
 
 logger = logging.getLogger("llmops.errors")
 
@@ -48,9 +52,41 @@ _CODES = {
 }
 
 
+# Redis (broker and cache) unreachable: the connection failed, timed out, or the server is loading.
+_BROKER_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    dramatiq.errors.BrokerConnectionError,
+)
+
+
+def unavailable(exc: Exception) -> ServiceUnavailable | None:
+    """The 503 for a dependency that is down, or None when `exc` is not one."""
+    retry_after = settings.UNAVAILABLE_RETRY_AFTER_S
+    if isinstance(exc, _BROKER_DOWN):
+        return ServiceUnavailable(
+            "The queue and cache (Redis) are unavailable; nothing was done. Retry shortly.",
+            code="broker_unavailable",
+            retry_after=retry_after,
+        )
+    # OperationalError: the server is gone or refuses connections (on SQLite, also a lock timeout).
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return ServiceUnavailable(
+            "The database is unavailable; nothing was done. Retry shortly.",
+            code="database_unavailable",
+            retry_after=retry_after,
+        )
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF EXCEPTION_HANDLER: every failure, including crashes, as the one error shape."""
     headers: dict[str, str] = {}
+    down = unavailable(exc)
+    if down is not None:
+        logger.warning("dependency unavailable: %s", down.code, exc_info=exc)
+        exc = down
     if isinstance(exc, DomainError):
         set_rollback()
         if exc.retry_after is not None:

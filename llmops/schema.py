@@ -32,6 +32,8 @@ _ERRORS = {
     "415": "Unsupported media type.",
     "429": "Rate limit exceeded (`rate_limited`); retry after `Retry-After` seconds.",
     "500": "Internal server error.",
+    "503": "A dependency is unavailable (`broker_unavailable`: Redis, the queue and cache; `database_unavailable`); "
+    "nothing was done. Retry after `Retry-After` seconds.",
 }
 _BODY_ONLY = {"413", "415"}
 # Set on every response of a rate limited operation (all but the public health check) while limits are on.
@@ -70,6 +72,8 @@ class AutoSchema(SpectacularAutoSchema):
         described = dict(_RATE_LIMIT_HEADERS)
         if str(status_code) == "429":
             described["Retry-After"] = "Whole seconds until the current window ends and requests are admitted again."
+        if str(status_code) == "503":
+            described["Retry-After"] = "Whole seconds to wait before retrying."
         documented = {name: {"schema": {"type": "integer"}, "description": text} for name, text in described.items()}
         return documented | headers
 

@@ -170,7 +170,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "runs.dramatiq_middleware.StartRecovery",
+        "runs.dramatiq_middleware.RunsWorkerLifecycle",
     ],
 }
 # Worker metrics (messages, retries, durations) served by each worker machine on port
@@ -266,12 +266,23 @@ RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=4)
 RUN_RETRY_BASE_BACKOFF_S = env.float("RUN_RETRY_BASE_BACKOFF_S", default=1.0)
 RUN_RETRY_MAX_BACKOFF_S = env.float("RUN_RETRY_MAX_BACKOFF_S", default=60.0)
 RUN_TIME_LIMIT_S = env.int("RUN_TIME_LIMIT_S", default=600)
+# A running run's claim lapses this long after its worker last renewed it (every third of it); then
+# recovery, or a redelivered message, gives the run to another worker (runs.leases).
+RUN_LEASE_S = env.float("RUN_LEASE_S", default=30.0)
+# A queued run whose message the broker never took (it was down) is sent by recovery after this long.
+RUN_RELAY_AFTER_S = env.float("RUN_RELAY_AFTER_S", default=5.0)
+# A queued run whose message the broker took but nobody consumed for this long is sent again (the
+# broker lost it). Raise it above the longest backlog you expect: until then a duplicate is sent.
 RUN_RECOVER_QUEUED_AFTER_S = env.int("RUN_RECOVER_QUEUED_AFTER_S", default=300)
-RUN_RECOVER_INTERVAL_S = env.int("RUN_RECOVER_INTERVAL_S", default=60)
+# Every worker runs a recovery pass this often (runs.recovery); 0 turns the loop off.
+RUN_RECOVER_INTERVAL_S = env.float("RUN_RECOVER_INTERVAL_S", default=15.0)
 RUN_WAIT_MAX_S = env.int("RUN_WAIT_MAX_S", default=60)
 # With no REDIS_URL the web process runs a Dramatiq worker in a thread (the embedded default).
 EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL)
 EMBEDDED_WORKER_THREADS = env.int("EMBEDDED_WORKER_THREADS", default=2)
+
+# The Retry-After of a 503 when the database or Redis (broker and cache) is unreachable.
+UNAVAILABLE_RETRY_AFTER_S = env.int("UNAVAILABLE_RETRY_AFTER_S", default=5)
 
 # Guardrails. A run reserves its maximum cost against its budgets; with no `max_tokens` in its params
 # the completion is bounded by this many tokens for that reservation.

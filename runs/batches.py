@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
@@ -322,9 +322,16 @@ def batch_create(
 
 
 def _send_dispatch(batch_id: uuid.UUID | str, delay_ms: int | None = None) -> None:
+    """Sends a dispatch message. Never raises: with the broker down the batch stays active, and
+    recovery (batches_recover) dispatches it again once the broker is back."""
     from runs.tasks import dispatch_batch  # the actor module imports this one
 
-    dispatch_batch.send_with_options(args=(str(batch_id),), delay=delay_ms)
+    try:
+        dispatch_batch.send_with_options(args=(str(batch_id),), delay=delay_ms)
+    except Exception:
+        logger.warning(
+            "batch dispatch not sent; recovery will send it", extra={"batch_id": str(batch_id)}, exc_info=True
+        )
 
 
 def _pending(batch: Batch) -> QuerySet[BatchItem]:
@@ -436,11 +443,15 @@ def on_run_finished(run: Run) -> None:
         transaction.on_commit(lambda: _send_dispatch(batch_id))
 
 
-def batches_recover(*, limit: int = 1000) -> int:
-    """Dispatches unfinished batches again: a dispatch message lost with its broker, or a run
-    finished without the hook (failed in bulk by runs_recover), would otherwise stall a batch."""
+def batches_recover(*, limit: int = 1000, idle_for: timedelta | None = None) -> int:
+    """Dispatches again the unfinished batches that no dispatch touched for `idle_for` (default: the
+    recovery interval): a dispatch message lost with its broker, or never sent because the broker was
+    down, would otherwise stall a batch. A redundant dispatch is harmless (batch_dispatch)."""
+    idle_for = idle_for if idle_for is not None else timedelta(seconds=settings.RUN_RECOVER_INTERVAL_S)
     batch_ids = list(
-        Batch.objects.filter(status__in=Batch.ACTIVE).order_by("created_at").values_list("pk", flat=True)[:limit]
+        Batch.objects.filter(status__in=Batch.ACTIVE, updated_at__lt=timezone.now() - idle_for)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
     )
     for batch_id in batch_ids:
         _send_dispatch(batch_id)

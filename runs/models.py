@@ -133,6 +133,12 @@ class Run(BaseModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     # When the run may next be picked up (retry backoff); recovery ignores runs waiting for it.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The outbox marker (runs.services): when the broker last accepted this run's message. NULL while
+    # queued means no message is known to exist (never sent, or the send failed): recovery sends one.
+    enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # While running: the claim of attempt number `attempts` lapses at this time unless its worker
+    # renews it (runs.leases). A run whose lease lapsed lost its worker; it is queued again.
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set for runs dispatched by a batch (runs.batches): its next items go when this one finishes.
     batch = models.ForeignKey(
         "runs.Batch", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="runs"

@@ -1,11 +1,18 @@
-"""Writes for runs: create (validate, render, enqueue), cancel, execute (the actor's work), recover."""
+"""Writes for runs: create (validate, render, enqueue), cancel, execute (the actor's work), finish, recover.
+
+A run's life: `run_create` commits it `queued` (the run row is its own outbox: `enqueued_at` says
+whether the broker took its message); `run_execute` claims it with a lease (runs.leases) that the
+worker renews while the provider answers; `run_finish` ends it with every side effect, whatever
+ends it; `runs_recover` sends what the broker never got and takes back what dead workers held.
+"""
 
 import hashlib
 import json
 import logging
 import random
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,13 +27,15 @@ from llmops.errors import Conflict, NotFound, ValidationFailed
 from prompts import selectors as prompt_selectors
 from prompts import services as prompt_services
 from prompts.models import PromptVersion
-from runs import batches, providers, tokens
+from runs import batches, leases, providers, tokens
 from runs.models import Provider, Run
 from runs.webhooks import run_event_emit
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LABEL = "production"
+# Rows per recovery step and pass: a backlog larger than this is worked off over several passes.
+BATCH = 1000
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -163,12 +172,12 @@ def run_create(
                 run_id=run.pk,
                 provider=provider.name,
                 model=model_id,
-                prompt_tokens_estimate=tokens.estimate_tokens(
+                prompt_tokens_bound=tokens.prompt_tokens_bound(
                     provider=provider, model_id=model_id, messages=run.rendered_input
                 ),
                 max_completion_tokens=run_params["max_tokens"],
             )
-            transaction.on_commit(lambda: _enqueue(run.pk))
+            _enqueue_on_commit(run.pk)
     except IntegrityError:
         # A concurrent request with the same idempotency key won the race.
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -189,26 +198,113 @@ def _idempotent_replay(existing: Run, request_hash: str) -> Run:
     return existing
 
 
-def _enqueue(run_id: uuid.UUID, delay_ms: int | None = None) -> None:
+def _enqueue(run_id: uuid.UUID, delay_ms: int | None = None) -> bool:
+    """Hands the run's message to the broker, then marks the run as enqueued (the outbox's "sent").
+
+    Never raises: a broker that is down (or a process that dies before this) leaves the run queued
+    with `enqueued_at` NULL, and recovery sends it once the broker is back. So a committed run always
+    executes; the caller's response never depends on the broker. Returns whether the send succeeded.
+    """
     from runs.tasks import execute_run  # the actor module imports this one
 
-    execute_run.send_with_options(args=(str(run_id),), delay=delay_ms)
+    try:
+        execute_run.send_with_options(args=(str(run_id),), delay=delay_ms)
+    except Exception:
+        logger.warning("run message not sent; recovery will send it", extra={"run_id": str(run_id)}, exc_info=True)
+        return False
+    try:
+        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, enqueued_at__isnull=True).update(
+            enqueued_at=timezone.now()
+        )
+    except Exception:  # the message is out; a lost marker only costs recovery one redundant send
+        logger.warning("run enqueued but not marked", extra={"run_id": str(run_id)}, exc_info=True)
+    return True
+
+
+def _enqueue_on_commit(run_id: uuid.UUID, delay_ms: int | None = None) -> None:
+    transaction.on_commit(lambda: _enqueue(run_id, delay_ms))
 
 
 def run_cancel(*, run: Run) -> Run:
     """Cancels a queued run; it will never execute. Running or finished runs cannot be canceled."""
-    now = timezone.now()
-    with transaction.atomic():
-        updated = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-            status=Run.Status.CANCELED, finished_at=now, updated_at=now
-        )
-        if updated:
-            billing_services.budget_release(run_id=run.pk)
-            batches.on_run_finished(run)
+    ended = run_finish(run=run, status=Run.Status.CANCELED, expected=Q(status=Run.Status.QUEUED))
     run.refresh_from_db()
-    if not updated:
+    if not ended:
         raise Conflict(f"The run is {run.status}; only queued runs can be canceled.", code="not_cancelable")
     return run
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a succeeded run records: the provider's answer and its counted (or estimated) usage."""
+
+    output: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_estimated: bool
+    latency_ms: int | None
+
+
+def run_finish(
+    *,
+    run: Run,
+    status: str,
+    expected: Q,
+    error_code: str = "",
+    error_message: str = "",
+    result: RunResult | None = None,
+) -> bool:
+    """Ends a run: the one place that does, whatever ends it (success, failure, cancel, recovery).
+
+    Precondition: `expected` is the state the caller saw (e.g. running attempt 2); `result` is given
+    exactly when `status` is succeeded. In one transaction: the status, then every side effect (the
+    cost entry and settling the budget hold on success, releasing the hold otherwise), the webhook
+    event and the batch's next dispatch. Returns False and changes nothing when the run has left that
+    state meanwhile (finished, canceled or taken over by another worker), so nothing happens twice.
+    """
+    if (result is not None) != (status == Run.Status.SUCCEEDED):
+        raise ValueError("A result is given exactly for a succeeded run.")
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "status": status,
+        "error_code": error_code,
+        "error_message": error_message,
+        "finished_at": now,
+        "updated_at": now,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+    }
+    if result is not None:
+        values.update(
+            output=result.output,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            total_tokens=result.prompt_tokens + result.completion_tokens,
+            tokens_estimated=result.tokens_estimated,
+            latency_ms=result.latency_ms,
+        )
+    with transaction.atomic():
+        if not Run.objects.filter(expected, pk=run.pk).update(**values):
+            return False
+        if result is not None:
+            billing_services.cost_record(
+                run_id=run.pk,
+                owner=run.owner,
+                api_key=run.api_key,
+                provider=run.provider,
+                model=run.model,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                tokens_estimated=result.tokens_estimated,
+            )
+            billing_services.budget_settle(run_id=run.pk)
+        else:
+            billing_services.budget_release(run_id=run.pk)
+        run_event_emit(run_id=run.pk)
+        batches.on_run_finished(run)
+    return True
 
 
 def _backoff_ms(attempt: int, retry_after: float | None) -> int:
@@ -219,44 +315,66 @@ def _backoff_ms(attempt: int, retry_after: float | None) -> int:
     return int(random.uniform(ceiling / 2, ceiling) * 1000)
 
 
-def run_execute(*, run_id: str) -> None:
-    """Executes a queued run once. Idempotent: a run that is not queued (finished, canceled, or
-    claimed by another delivery) is left alone, so a redelivered message calls no provider."""
+def _running(attempt: int) -> Q:
+    """The state of a run while attempt number `attempt` holds it."""
+    return Q(status=Run.Status.RUNNING, attempts=attempt)
+
+
+def _claim(run_id: str) -> Run | None:
+    """Claims the run for a new attempt: a queued run, or a running one whose lease lapsed (its worker
+    died) with attempts left. One conditional UPDATE, so of two deliveries racing one wins."""
     now = timezone.now()
-    claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING,
-        started_at=now,  # of this attempt: recovery measures stuck runs from it
-        attempts=F("attempts") + 1,
-        next_attempt_at=None,
-        updated_at=now,
+    lapsed = Q(status=Run.Status.RUNNING, lease_expires_at__lt=now, attempts__lt=settings.RUN_MAX_ATTEMPTS)
+    claimed = (
+        Run.objects.filter(pk=run_id)
+        .filter(Q(status=Run.Status.QUEUED) | lapsed)
+        .update(
+            status=Run.Status.RUNNING,
+            started_at=now,  # of this attempt
+            attempts=F("attempts") + 1,
+            lease_expires_at=leases.lease_until(now),
+            next_attempt_at=None,
+            updated_at=now,
+        )
     )
     if not claimed:
-        logger.info("run not queued; nothing to do", extra={"run_id": run_id})
+        return None
+    return Run.objects.select_related("api_key", "owner").get(pk=run_id)
+
+
+def run_execute(*, run_id: str) -> None:
+    """Executes a run once per claim. Idempotent: a run that is finished, canceled, or running under
+    another worker's live lease is left alone, so a redelivered message calls no provider; a run whose
+    worker died (lease lapsed) is taken over, so a redelivery after a crash does execute it."""
+    run = _claim(run_id)
+    if run is None:
+        logger.info("run not claimable; nothing to do", extra={"run_id": run_id})
         return
-    run = Run.objects.select_related("api_key", "owner").get(pk=run_id)
-    provider = Provider.objects.filter(name=run.provider).first()
-    try:
-        if provider is None:
-            raise providers.ProviderError(
-                code="unknown_provider", message=f"Provider {run.provider!r} no longer exists.", retryable=False
+    attempt = run.attempts
+    with leases.held(run.pk, attempt):
+        provider = Provider.objects.filter(name=run.provider).first()
+        try:
+            if provider is None:
+                raise providers.ProviderError(
+                    code="unknown_provider", message=f"Provider {run.provider!r} no longer exists.", retryable=False
+                )
+            completion = providers.complete(
+                provider=provider, model_id=run.model, messages=run.rendered_input, params=run.params
             )
-        completion = providers.complete(
-            provider=provider, model_id=run.model, messages=run.rendered_input, params=run.params
-        )
-    except providers.ProviderError as exc:
-        _record_failure(run, exc)
-        return
-    except TimeLimitExceeded:
-        _finish_failed(run, code="time_limit_exceeded", message="The run exceeded its time limit.")
-        return
-    except Exception:
-        logger.exception("run crashed", extra={"run_id": run_id})
-        _finish_failed(run, code="internal_error", message="Internal error while executing the run.")
-        return
-    _record_success(run, provider, completion)
+        except providers.ProviderError as exc:
+            _record_failure(run, attempt, exc)
+            return
+        except TimeLimitExceeded:
+            _finish_failed(run, attempt, code="time_limit_exceeded", message="The run exceeded its time limit.")
+            return
+        except Exception:
+            logger.exception("run crashed", extra={"run_id": run_id})
+            _finish_failed(run, attempt, code="internal_error", message="Internal error while executing the run.")
+            return
+        _record_success(run, attempt, provider, completion)
 
 
-def _record_success(run: Run, provider: Provider, completion: Any) -> None:
+def _record_success(run: Run, attempt: int, provider: Provider, completion: Any) -> None:
     estimated = completion.prompt_tokens is None or completion.completion_tokens is None
     prompt_tokens = completion.prompt_tokens
     completion_tokens = completion.completion_tokens
@@ -266,39 +384,19 @@ def _record_success(run: Run, provider: Provider, completion: Any) -> None:
         completion_tokens = tokens.estimate_tokens(provider=provider, model_id=run.model, text=completion.text)
     # Counted before the run shows as succeeded: the provider spent these tokens whatever happens next.
     billing_services.token_usage_record(api_key=run.api_key, tokens=prompt_tokens + completion_tokens)
-    now = timezone.now()
-    with transaction.atomic():
-        # Conditional on still running: a run failed by recovery meanwhile is not resurrected or charged.
-        updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.SUCCEEDED,
-            output=completion.text,
-            finish_reason=completion.finish_reason or "",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt_tokens + completion_tokens,
-            tokens_estimated=estimated,
-            latency_ms=completion.latency_ms,
-            error_code="",
-            error_message="",
-            finished_at=now,
-            updated_at=now,
-        )
-        if not updated:
-            logger.warning("run finished elsewhere; result dropped", extra={"run_id": str(run.pk)})
-            return
-        billing_services.cost_record(
-            run_id=run.pk,
-            owner=run.owner,
-            api_key=run.api_key,
-            provider=run.provider,
-            model=run.model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            tokens_estimated=estimated,
-        )
-        billing_services.budget_settle(run_id=run.pk)
-        run_event_emit(run_id=run.pk)
-        batches.on_run_finished(run)
+    result = RunResult(
+        output=completion.text,
+        finish_reason=completion.finish_reason or "",
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        tokens_estimated=estimated,
+        latency_ms=completion.latency_ms,
+    )
+    # Conditional on this attempt still holding the run: one failed by recovery, or taken over after
+    # this worker lost its lease, is neither resurrected nor charged twice.
+    if not run_finish(run=run, status=Run.Status.SUCCEEDED, expected=_running(attempt), result=result):
+        logger.warning("run finished or taken over elsewhere; result dropped", extra={"run_id": str(run.pk)})
+        return
     logger.info(
         "run succeeded",
         extra={
@@ -309,74 +407,122 @@ def _record_success(run: Run, provider: Provider, completion: Any) -> None:
     )
 
 
-def _record_failure(run: Run, exc: Any) -> None:
-    attempt = run.attempts
+def _record_failure(run: Run, attempt: int, exc: Any) -> None:
     if exc.retryable and attempt < settings.RUN_MAX_ATTEMPTS:
         delay_ms = _backoff_ms(attempt, exc.retry_after)
         now = timezone.now()
         with transaction.atomic():
-            updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            updated = Run.objects.filter(_running(attempt), pk=run.pk).update(
                 status=Run.Status.QUEUED,
                 error_code=exc.code,
                 error_message=exc.message,
                 next_attempt_at=now + timedelta(milliseconds=delay_ms),
+                enqueued_at=None,
+                lease_expires_at=None,
                 updated_at=now,
             )
             if updated:
-                transaction.on_commit(lambda: _enqueue(run.pk, delay_ms))
+                _enqueue_on_commit(run.pk, delay_ms)
         logger.warning(
             "run attempt failed; retrying",
             extra={"run_id": str(run.pk), "attempt": attempt, "error_code": exc.code, "delay_ms": delay_ms},
         )
         return
-    _finish_failed(run, code=exc.code, message=exc.message)
+    _finish_failed(run, attempt, code=exc.code, message=exc.message)
 
 
-def _finish_failed(run: Run, *, code: str, message: str) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.FAILED, error_code=code, error_message=message, finished_at=now, updated_at=now
-        )
-        if updated:
-            billing_services.budget_release(run_id=run.pk)
-            run_event_emit(run_id=run.pk)
-            batches.on_run_finished(run)
-    logger.warning("run failed", extra={"run_id": str(run.pk), "error_code": code})
-
-
-def runs_recover(*, queued_for: timedelta, running_for: timedelta) -> dict[str, int]:
-    """Re-enqueues runs queued too long without a worker picking them up (a lost message) and fails
-    runs stuck in `running` past the time limit (a dead worker)."""
-    now = timezone.now()
-    stale_queued = list(
-        Run.objects.filter(status=Run.Status.QUEUED, updated_at__lt=now - queued_for)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - queued_for))
-        .values_list("pk", flat=True)[:1000]
+def _finish_failed(run: Run, attempt: int, *, code: str, message: str) -> None:
+    failed = run_finish(
+        run=run, status=Run.Status.FAILED, expected=_running(attempt), error_code=code, error_message=message
     )
-    for run_id in stale_queued:
-        # Touch first so the next recovery pass does not enqueue it again right away.
-        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(updated_at=now)
+    if failed:
+        logger.warning("run failed", extra={"run_id": str(run.pk), "error_code": code})
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+WORKER_LOST = "worker_lost"
+WORKER_STOPPED = "worker_stopped"
+
+
+def _lapsed(now: datetime) -> Q:
+    """Running runs whose worker stopped renewing their lease (runs from before leases: by their age)."""
+    return Q(status=Run.Status.RUNNING) & (
+        Q(lease_expires_at__lt=now)
+        | Q(lease_expires_at__isnull=True, started_at__lt=now - timedelta(seconds=settings.RUN_LEASE_S))
+    )
+
+
+def _requeue(run_id: uuid.UUID, expected: Q, *, code: str, message: str) -> bool:
+    """Puts a running run back in the queue for its next attempt and sends it (conditional on `expected`)."""
+    now = timezone.now()
+    requeued = Run.objects.filter(expected, pk=run_id).update(
+        status=Run.Status.QUEUED,
+        lease_expires_at=None,
+        enqueued_at=None,
+        next_attempt_at=None,
+        error_code=code,
+        error_message=message,
+        updated_at=now,
+    )
+    if requeued:
         _enqueue(run_id)
-    stuck = list(
-        Run.objects.filter(status=Run.Status.RUNNING, started_at__lt=now - running_for).values_list("pk", flat=True)[
-            :1000
-        ]
+    return bool(requeued)
+
+
+def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
+    """One recovery pass; safe to run in every worker at once (each step is a conditional UPDATE).
+
+    - `sent`: queued runs with no message known to exist (the broker was down when they were
+      committed or retried, or the process died first) get one, after RUN_RELAY_AFTER_S.
+    - `resent`: queued runs whose message was accepted but never consumed within
+      RUN_RECOVER_QUEUED_AFTER_S (the broker lost it: a restart without persistence, a failover, a
+      flush) get another; a duplicate message is harmless, the claim lets one through.
+    - `requeued`: running runs whose lease lapsed (their worker died) go back to the queue, or
+      `failed` as `worker_lost` once they used RUN_MAX_ATTEMPTS, through run_finish.
+    """
+    now = now or timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    counts = {"sent": 0, "resent": 0, "requeued": 0, "failed": 0}
+
+    relay_cutoff = now - timedelta(seconds=settings.RUN_RELAY_AFTER_S)
+    unsent = Q(status=Run.Status.QUEUED, enqueued_at__isnull=True, updated_at__lt=relay_cutoff)
+    for run_id in Run.objects.filter(unsent & due).values_list("pk", flat=True)[:BATCH]:
+        # Touch first, conditionally: of several workers recovering at once, one sends.
+        if Run.objects.filter(unsent, pk=run_id).update(updated_at=now) and _enqueue(run_id):
+            counts["sent"] += 1
+
+    lost_cutoff = now - timedelta(seconds=settings.RUN_RECOVER_QUEUED_AFTER_S)
+    lost = Q(status=Run.Status.QUEUED, enqueued_at__lt=lost_cutoff) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=lost_cutoff)
     )
-    failed = 0
-    for run_id in stuck:
-        # One by one, conditional on still running: only a run failed here has its budget hold released
-        # (one that a worker meanwhile finished or queued for a retry keeps its own outcome).
-        with transaction.atomic():
-            if Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
-                status=Run.Status.FAILED,
-                error_code="worker_lost",
-                error_message="The run exceeded its time limit without finishing (worker lost or killed).",
-                finished_at=now,
-                updated_at=now,
-            ):
-                billing_services.budget_release(run_id=run_id)
-                failed += 1
-    if stale_queued or failed:
-        logger.warning("runs recovered", extra={"requeued": len(stale_queued), "failed": failed})
-    return {"requeued": len(stale_queued), "failed": failed}
+    for run_id in Run.objects.filter(lost).values_list("pk", flat=True)[:BATCH]:
+        if Run.objects.filter(lost, pk=run_id).update(enqueued_at=None, updated_at=now) and _enqueue(run_id):
+            counts["resent"] += 1
+
+    lapsed = _lapsed(now)
+    for run in Run.objects.filter(lapsed).select_related("owner", "api_key")[:BATCH]:
+        expected = lapsed & Q(attempts=run.attempts)
+        if run.attempts < settings.RUN_MAX_ATTEMPTS:
+            message = f"Attempt {run.attempts} lost its worker (killed or stopped); the run was queued again."
+            counts["requeued"] += _requeue(run.pk, expected, code=WORKER_LOST, message=message)
+        elif run_finish(
+            run=run,
+            status=Run.Status.FAILED,
+            expected=expected,
+            error_code=WORKER_LOST,
+            error_message=f"Each of the run's {run.attempts} attempts lost its worker (killed or stopped).",
+        ):
+            counts["failed"] += 1
+    if any(counts.values()):
+        logger.warning("runs recovered", extra=counts)
+    return counts
+
+
+def runs_hand_back(*, held: dict[uuid.UUID, int]) -> int:
+    """Queues again, at once, the runs a stopping worker still holds (run id -> attempt), so another
+    worker takes them over without waiting for their leases to lapse. Returns how many."""
+    message = "The worker stopped before the attempt finished; the run was queued again."
+    return sum(
+        _requeue(run_id, _running(attempt), code=WORKER_STOPPED, message=message) for run_id, attempt in held.items()
+    )

@@ -1,7 +1,9 @@
-"""Token counts for when a provider returns no usage.
+"""Token counts: estimates for when a provider returns no usage, and the proven upper bound of a
+prompt's tokens that a hard budget reserves before the run.
 
-Every number from here is an estimate: the caller stores it with `Run.tokens_estimated = True`, so
-billing and the API can tell it from a count the provider reported.
+An estimate is stored with `Run.tokens_estimated = True`, so billing and the API can tell it from a
+count the provider reported. The bound (`prompt_tokens_bound`) is never below what a provider can
+count for the prompt, whatever the text: see its docstring.
 """
 
 import atexit
@@ -17,7 +19,35 @@ from runs.models import Provider
 logger = logging.getLogger(__name__)
 
 # The usual rule of thumb for English text with BPE tokenizers (OpenAI's guidance: ~4 characters a token).
+# Good for an estimate of usage, never for a bound: one-letter words, CJK or emoji take 1 token or more
+# per character (a prompt of 200 one-letter words is ~105 by this rule and 203 tokens at a provider).
 CHARS_PER_TOKEN = 4
+# Tokens a chat template may add around each message (role markers, separators, begin/end tokens) and
+# once around the whole conversation (the assistant's turn opener, a BOS token). Generous: ChatML adds
+# 5 per message (`<|im_start|>`, role, newline, `<|im_end|>`, newline), OpenAI documents 3-4 plus 3.
+MESSAGE_OVERHEAD_TOKENS = 8
+CONVERSATION_OVERHEAD_TOKENS = 16
+
+
+def prompt_tokens_bound(*, provider: Provider, model_id: str, messages: list[dict]) -> int:
+    """An upper bound of the prompt tokens any provider counts for these messages: what a hard budget
+    reserves.
+
+    Byte-level BPE tokenizers (GPT, Llama 3, SmolLM2, Qwen, Mistral's Tekken) and SentencePiece with
+    byte fallback (Llama 2, Mistral, Gemma) never emit more tokens than the text has UTF-8 bytes: every
+    token stands for one byte at least. So the bound is the UTF-8 length of each message's role and
+    content plus MESSAGE_OVERHEAD_TOKENS per message and CONVERSATION_OVERHEAD_TOKENS in all. For the
+    local SmolLM2, whose tokenizer this process has, the exact count through its chat template is used
+    instead (plus the conversation overhead, for the generation prompt the server adds).
+    """
+    if provider.name == LOCAL_PROVIDER_NAME and model_id == LOCAL_MODEL_ID:
+        counted = _local_count(messages=messages, text=None)
+        if counted is not None:
+            return counted + CONVERSATION_OVERHEAD_TOKENS
+    content_bytes = sum(
+        len(str(m.get("role", "")).encode()) + len(_content(m.get("content")).encode()) for m in messages
+    )
+    return content_bytes + MESSAGE_OVERHEAD_TOKENS * len(messages) + CONVERSATION_OVERHEAD_TOKENS
 
 
 def estimate_tokens(

@@ -66,7 +66,7 @@ def _reserve(owner, run, api_key=None, *, prompt_tokens=1000, max_tokens=100, mo
         run_id=run.pk,
         provider="testllm",
         model=model,
-        prompt_tokens_estimate=prompt_tokens,
+        prompt_tokens_bound=prompt_tokens,
         max_completion_tokens=max_tokens,
     )
 

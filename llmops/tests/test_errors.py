@@ -4,6 +4,8 @@ import json
 import logging
 
 import pytest
+import redis.exceptions
+from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from llmops.tests.helpers import assert_error
@@ -141,3 +143,28 @@ def test_disallowed_host_is_a_json_400(db):
     response = APIClient().get(PROMPTS, HTTP_HOST="evil.example")
 
     assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (
+            redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+            "broker_unavailable",
+        ),
+        (redis.exceptions.TimeoutError("Timeout reading from 127.0.0.1:6379"), "broker_unavailable"),
+        (OperationalError("connection to server at 127.0.0.1, port 5432 failed"), "database_unavailable"),
+    ],
+)
+def test_an_unavailable_dependency_is_503_with_retry_after(alice_client, monkeypatch, settings, failure, code):
+    settings.UNAVAILABLE_RETRY_AFTER_S = 7
+
+    def down(**kwargs):
+        raise failure
+
+    monkeypatch.setattr(selectors, "prompt_list", down)
+    response = alice_client.get(PROMPTS)
+
+    error = assert_error(response, 503, code)
+    assert response["Retry-After"] == "7"
+    assert "5432" not in error["message"] and "6379" not in error["message"]  # no infrastructure detail

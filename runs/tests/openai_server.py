@@ -8,6 +8,7 @@ tests can assert what the provider layer actually sent.
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -79,6 +80,11 @@ class _State:
     models: list[str] | None = field(default_factory=lambda: ["test-model"])
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    # What a request does when nothing is enqueued.
+    default: Behaviour = field(default_factory=lambda: answer())
+    # Reported usage (prompt_tokens, completion_tokens) from the request body and the answer's text;
+    # None: one token per whitespace-separated word.
+    usage_fn: Callable[[dict[str, Any], str], tuple[int, int]] | None = None
 
 
 class OpenAIServer:
@@ -94,6 +100,14 @@ class OpenAIServer:
     def enqueue(self, *behaviours: Behaviour) -> None:
         with self.state.lock:
             self.state.behaviours.extend(behaviours)
+
+    def set_default(self, behaviour: Behaviour) -> None:
+        """What every request does when nothing is enqueued (by default: answer())."""
+        self.state.default = behaviour
+
+    def set_usage(self, usage_fn: Callable[[dict[str, Any], str], tuple[int, int]] | None) -> None:
+        """How the reported usage is counted: (request body, answer text) -> (prompt, completion) tokens."""
+        self.state.usage_fn = usage_fn
 
     def set_models(self, models: list[str] | None) -> None:
         self.state.models = models
@@ -198,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, json.dumps({"error": {"message": "Not found."}}))
             return
         with self.shared.lock:
-            behaviour = self.shared.behaviours.popleft() if self.shared.behaviours else answer()
+            behaviour = self.shared.behaviours.popleft() if self.shared.behaviours else self.shared.default
         if behaviour.delay and self.shared.stopping.wait(behaviour.delay):
             return
         if behaviour.kind in ("status", "malformed"):
@@ -223,8 +237,12 @@ class _Handler(BaseHTTPRequestHandler):
             ],
         }
         if behaviour.usage:
-            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in (body or {}).get("messages", []))
-            completion_tokens = len(behaviour.text.split())
+            if self.shared.usage_fn is not None:
+                prompt_tokens, completion_tokens = self.shared.usage_fn(body or {}, behaviour.text)
+            else:
+                messages = (body or {}).get("messages", [])
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+                completion_tokens = len(behaviour.text.split())
             completion["usage"] = {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

@@ -55,8 +55,8 @@ def price(db):
 
 
 def _maximum(provider, max_tokens=32):
-    """The most a run of MESSAGES may cost: prompt estimate x input price + max_tokens x output price."""
-    estimate = tokens.estimate_tokens(provider=provider, model_id="test-model", messages=MESSAGES)
+    """The most a run of MESSAGES may cost: prompt bound x input price + max_tokens x output price."""
+    estimate = tokens.prompt_tokens_bound(provider=provider, model_id="test-model", messages=MESSAGES)
     return (estimate * INPUT_PER_MTOK + max_tokens * OUTPUT_PER_MTOK) / Decimal(1_000_000)
 
 
@@ -99,8 +99,9 @@ def test_a_run_holds_its_maximum_cost(alice_client, alice, version, provider, pr
     reservation = BudgetReservation.objects.get()
     assert str(reservation.run_id) == response.json()["id"]
     assert (reservation.budget, reservation.status) == (budget, "held")
-    assert reservation.amount == _maximum(provider) == Decimal("0.07")  # 6 x 1000 + 32 x 2000 per million
-    assert _usage(budget) == (0, Decimal("0.07"))
+    # The prompt's bound: "user" + "Say hello to Ada." is 21 UTF-8 bytes, + 8 for the message + 16 = 45 tokens.
+    assert reservation.amount == _maximum(provider) == Decimal("0.109")  # 45 x 1000 + 32 x 2000 per million
+    assert _usage(budget) == (0, Decimal("0.109"))
 
 
 @pytest.mark.django_db
@@ -119,13 +120,13 @@ def test_max_tokens_of_the_request_or_the_default_bound_the_completion(alice, pr
 
 @pytest.mark.django_db
 def test_a_run_over_budget_is_402_and_leaves_nothing_behind(alice_client, alice, version, price):
-    budget = BudgetFactory(owner=alice, amount=Decimal("0.1"), window=Budget.Window.DAY)
-    assert _post_run(alice_client).status_code == 202  # holds 0.07 of 0.1
+    budget = BudgetFactory(owner=alice, amount=Decimal("0.15"), window=Budget.Window.DAY)
+    assert _post_run(alice_client).status_code == 202  # holds 0.109 of 0.15
 
     error_body = assert_error(_post_run(alice_client), 402, "budget_exceeded")
 
     assert str(budget.pk) in error_body["message"]
-    assert "spent 0 USD, reserved 0.07 USD, remaining 0.03 USD" in error_body["message"]
+    assert "spent 0 USD, reserved 0.109 USD, remaining 0.041 USD" in error_body["message"]
     assert Run.objects.count() == 1
     assert BudgetReservation.objects.count() == 1
     # The seed's endpoint is guarded the same way.
@@ -139,20 +140,20 @@ def test_a_run_over_budget_is_402_and_leaves_nothing_behind(alice_client, alice,
 @pytest.mark.django_db
 def test_the_keys_budget_and_the_users_budget_both_refuse(alice_client, alice, version, price):
     key = _client_key(alice)
-    key_budget = BudgetFactory(owner=alice, api_key=key, amount=Decimal("0.1"))
-    user_budget = BudgetFactory(owner=alice, amount=Decimal("0.2"))
+    key_budget = BudgetFactory(owner=alice, api_key=key, amount=Decimal("0.15"))
+    user_budget = BudgetFactory(owner=alice, amount=Decimal("0.3"))
 
     assert _post_run(alice_client).status_code == 202
     refused = assert_error(_post_run(alice_client), 402, "budget_exceeded")
     assert f"key {key.prefix}" in refused["message"]
-    # Another of alice's keys is not bound by that key's budget, but still by hers: 0.13 left, then 0.06.
+    # Another of alice's keys is not bound by that key's budget, but still by hers: 0.191 left, then 0.082.
     other = _create(alice, version, api_key=None)
     assert {r.budget_id for r in other.budget_reservations.all()} == {user_budget.pk}
     with pytest.raises(billing_services.BudgetRefused) as by_user:
         _create(alice, version, api_key=None)
     assert "user-wide" in by_user.value.message
-    assert _usage(key_budget) == (0, Decimal("0.07"))
-    assert _usage(user_budget) == (0, Decimal("0.14"))
+    assert _usage(key_budget) == (0, Decimal("0.109"))
+    assert _usage(user_budget) == (0, Decimal("0.218"))
     assert Run.objects.count() == 2
 
 
@@ -222,19 +223,22 @@ def test_a_canceled_run_releases_its_hold(alice, version, provider, price, opena
 
 
 @pytest.mark.django_db(transaction=True)
-def test_recovery_releases_the_hold_of_a_run_it_fails(alice, version, provider, price, openai_server, worker):
+def test_recovery_releases_the_hold_of_a_run_it_fails(
+    alice, version, provider, price, openai_server, worker, settings
+):
     from datetime import timedelta
 
     budget = BudgetFactory(owner=alice, amount=Decimal("1"))
     with transaction.atomic():
         run = _create(alice, version)
-        # Its worker "dies" mid-run: claimed long ago, never finished.
+        # Its worker "dies" mid-run in its last attempt: claimed long ago, lease lapsed, never finished.
+        old = timezone.now() - timedelta(hours=1)
         Run.objects.filter(pk=run.pk).update(
-            status=Run.Status.RUNNING, started_at=timezone.now() - timedelta(hours=1), attempts=1
+            status=Run.Status.RUNNING, started_at=old, lease_expires_at=old, attempts=settings.RUN_MAX_ATTEMPTS
         )
     drain()
 
-    counts = services.runs_recover(queued_for=timedelta(minutes=5), running_for=timedelta(minutes=10))
+    counts = services.runs_recover()
 
     assert counts["failed"] == 1
     run.refresh_from_db()
@@ -335,3 +339,55 @@ def test_concurrent_creations_never_reserve_more_than_the_budget(alice, version,
     assert spent == 0
     assert reserved == maximum * 10 <= budget.amount
     assert Run.objects.count() == BudgetReservation.objects.filter(status="held").count() == 10
+
+
+# A hard budget holds against text that tokenizes badly
+
+
+# Each of these is far more tokens than ceil(characters / 4): one-letter words (~1 token each, plus
+# the spaces), CJK and emoji (a token per character or more), dense code.
+ADVERSARIAL = {
+    "one-letter words": " ".join("abcdefghij"[i % 10] for i in range(200)),
+    "cjk": "汉字漢字かなカナ한국어" * 20,
+    "emoji": "🙂🚀👩‍💻🇫🇷" * 25,
+    "code": "x[i]=(a^b)|~c;" * 30,
+}
+
+
+def _worst_case_usage(body, text):
+    """A provider whose tokenizer gives every UTF-8 byte a token, with a ChatML template (5 tokens a
+    message, 3 for the reply's opener), and that always writes max_tokens tokens."""
+    messages = body.get("messages", [])
+    prompt = sum(len(m["role"].encode()) + len(m["content"].encode()) + 5 for m in messages) + 3
+    return prompt, body["max_tokens"]
+
+
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
+def test_spend_never_passes_a_hard_budget_whatever_the_text(alice, provider, price, openai_server, worker, kind):
+    openai_server.set_usage(_worst_case_usage)
+    text = ADVERSARIAL[kind]
+    _, version = prompt_with_version(
+        alice,
+        name=f"adv-{kind[:3]}",
+        template="{{ text }}",
+        variables={"text": {"type": "string"}},
+        model="testllm/test-model",
+    )
+    budget = BudgetFactory(owner=alice, amount=Decimal("5.00"))
+    admitted = 0
+    while admitted < 100:
+        try:
+            run, _ = services.run_create(
+                owner=alice, api_key=None, prompt=str(version.prompt_id), variables={"text": text}
+            )
+        except billing_services.BudgetRefused:
+            break
+        assert wait_for_run(run.pk).status == Run.Status.SUCCEEDED
+        admitted += 1
+
+    spent, reserved = _usage(budget)
+    assert admitted >= 3  # the budget admitted real work before it refused
+    assert reserved == 0
+    # Every run was charged at least what the provider reported, and the sum stayed within the budget.
+    assert spent == sum(c.total_cost for c in CostLog.objects.filter(owner=alice))
+    assert 0 < spent <= budget.amount, f"{kind}: spent {spent} of {budget.amount}"

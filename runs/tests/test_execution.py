@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,7 +13,7 @@ from billing.models import CostLog, ModelPrice
 from prompts.tests.factories import prompt_with_version
 from runs import services
 from runs.models import Run
-from runs.tasks import execute_run, recover_runs
+from runs.tasks import execute_run
 from runs.tests.openai_server import answer, error, rate_limited, server_error, slow
 from runs.tests.worker import drain, wait_for_run
 
@@ -194,27 +193,17 @@ def test_unknown_price_records_cost_unknown_not_zero(alice, version, openai_serv
     assert cost.total_cost is None
 
 
-def test_recovery_requeues_lost_queued_runs_and_fails_stuck_running_ones(alice, version, openai_server, worker):
+def test_recovery_resends_lost_messages_and_requeues_runs_whose_worker_died(alice, version, openai_server, worker):
     old = timezone.now() - timedelta(hours=1)
-    lost = _bare_run(alice, version)
-    stuck = _bare_run(alice, version, status=Run.Status.RUNNING, started_at=old, attempts=1)
+    lost = _bare_run(alice, version, enqueued_at=old)  # the broker took its message, then lost it
     Run.objects.filter(pk=lost.pk).update(updated_at=old)
+    # Its worker died mid-run an hour ago: the lease lapsed long since.
+    dead = _bare_run(alice, version, status=Run.Status.RUNNING, started_at=old, attempts=1, lease_expires_at=old)
 
-    counts = services.runs_recover(queued_for=timedelta(minutes=5), running_for=timedelta(minutes=10))
+    counts = services.runs_recover()
 
-    assert counts == {"requeued": 1, "failed": 1}
+    assert (counts["resent"], counts["requeued"], counts["failed"]) == (1, 1, 0)
     assert wait_for_run(lost.pk).status == Run.Status.SUCCEEDED
-    stuck.refresh_from_db()
-    assert (stuck.status, stuck.error_code) == (Run.Status.FAILED, "worker_lost")
-
-
-def test_periodic_recovery_actor_runs_once_per_interval(alice, version, settings, worker):
-    settings.RUN_RECOVER_INTERVAL_S = 3600
-    stuck = _bare_run(alice, version, status=Run.Status.RUNNING, started_at=timezone.now() - timedelta(days=1))
-
-    cache.delete("runs:recover:tick")
-
-    recover_runs()
-
-    stuck.refresh_from_db()
-    assert stuck.status == Run.Status.FAILED
+    dead = wait_for_run(dead.pk)
+    assert (dead.status, dead.attempts, dead.error_code) == (Run.Status.SUCCEEDED, 2, "")
+    assert CostLog.objects.filter(run__in=[lost, dead]).count() == 2

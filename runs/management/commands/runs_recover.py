@@ -1,31 +1,21 @@
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand
 
-from runs import services
+from runs.recovery import recover_once
 
 
 class Command(BaseCommand):
-    help = "Re-enqueues runs queued too long without a worker and fails runs stuck in running."
+    help = (
+        "One recovery pass, as every worker makes each RUN_RECOVER_INTERVAL_S: sends queued runs whose message "
+        "the broker never got or lost, queues again runs whose worker died, re-dispatches stalled batches and "
+        "re-sends pending webhook deliveries."
+    )
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--queued-after",
-            type=int,
-            default=settings.RUN_RECOVER_QUEUED_AFTER_S,
-            help="Seconds a queued run may wait before it is enqueued again.",
+    def handle(self, *args: Any, **options: Any) -> None:
+        counts = recover_once()
+        self.stdout.write(
+            f"Sent {counts['sent']} unsent and {counts['resent']} lost run message(s); queued again "
+            f"{counts['requeued']} run(s) whose worker died, failed {counts['failed']} out of attempts; "
+            f"re-dispatched {counts['batches']} batch(es); re-sent {counts['webhooks']} webhook delivery(ies)."
         )
-        parser.add_argument(
-            "--running-after",
-            type=int,
-            default=settings.RUN_TIME_LIMIT_S + 60,
-            help="Seconds a running run may take before it is failed as lost.",
-        )
-
-    def handle(self, *args: Any, queued_after: int, running_after: int, **options: Any) -> None:
-        counts = services.runs_recover(
-            queued_for=timedelta(seconds=queued_after), running_for=timedelta(seconds=running_after)
-        )
-        self.stdout.write(f"Re-enqueued {counts['requeued']} queued run(s); failed {counts['failed']} lost run(s).")
