@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "prompts",
     "runs",
     "billing",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -216,7 +217,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # One name for a choice set used by fields of different names (event, events).
     "ENUM_NAME_OVERRIDES": {
-        "WebhookEventEnum": "accounts.models.WebhookEvent",
+        "WebhookEventEnum": "webhooks.models.WebhookEvent",
         "BatchStatusEnum": "runs.models.Batch.Status",
         "BatchItemStatusEnum": "runs.batches.ITEM_STATUSES",
     },
@@ -311,12 +312,12 @@ WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
 WEBHOOK_RETRY_BASE_BACKOFF_S = env.float("WEBHOOK_RETRY_BASE_BACKOFF_S", default=30.0)
 WEBHOOK_RETRY_MAX_BACKOFF_S = env.float("WEBHOOK_RETRY_MAX_BACKOFF_S", default=3600.0)
 # A pending delivery this many seconds overdue (its message lost: the broker was down at commit, or a
-# worker died mid-attempt) is sent again by accounts.webhooks.webhook_deliveries_recover.
+# worker died mid-attempt) is sent again by webhooks.services.webhook_deliveries_recover.
 WEBHOOK_RECOVER_AFTER_S = env.float("WEBHOOK_RECOVER_AFTER_S", default=300.0)
 # Fernet keys (comma-separated) that encrypt webhook signing secrets at rest, so a database dump alone
 # cannot forge deliveries. The first encrypts, every one decrypts: rotate by putting a new key first,
 # running `manage.py webhook_secrets reencrypt`, then dropping the old key. Unset: one key derived from
-# SECRET_KEY with HKDF-SHA256 (accounts.webhooks.derived_encryption_key), so nothing is needed to start,
+# SECRET_KEY with HKDF-SHA256 (webhooks.secrets.derived_encryption_key), so nothing is needed to start,
 # but changing SECRET_KEY then needs the old derived key listed here. Set it in production.
 FIELD_ENCRYPTION_KEYS = [key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()]
 

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from llmops.exception_handler import json_not_found
 from llmops.health import HealthView
 from llmops.metrics import metrics_view
 
@@ -11,6 +12,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("prompts.api.urls")),
     path("", include("runs.api.urls")),
     path("", include("billing.api.urls")),
+    path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [
@@ -19,6 +21,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Last: every other /api/ path gets the JSON 404, with DEBUG on too (whose 404 is an HTML page).
+    re_path(r"^api/", json_not_found, name="api-not-found"),
 ]
 
 handler400 = "llmops.exception_handler.json_bad_request"

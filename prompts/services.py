@@ -6,11 +6,12 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User, WebhookEvent
-from accounts.webhooks import webhook_emit
+from accounts.models import User
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_emit
 
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}/[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
 

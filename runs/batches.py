@@ -32,8 +32,7 @@ from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import APIKey, User, WebhookEvent
-from accounts.webhooks import webhook_emit
+from accounts.models import APIKey, User
 from llmops.errors import Conflict, DomainError, FieldErrors, NotFound, ValidationFailed
 from llmops.parsers import json_loads
 from prompts import services as prompt_services
@@ -41,6 +40,8 @@ from prompts.models import PromptVersion
 from prompts.rendering import RenderError
 from runs import services as run_services
 from runs.models import Batch, BatchItem, Run
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_emit
 
 logger = logging.getLogger(__name__)
 

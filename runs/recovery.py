@@ -16,8 +16,8 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from accounts.webhooks import webhook_deliveries_recover
 from runs import batches, services
+from webhooks.services import webhook_deliveries_recover
 
 logger = logging.getLogger(__name__)
 

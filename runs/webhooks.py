@@ -3,10 +3,10 @@
 import uuid
 from typing import Any
 
-from accounts.models import WebhookEvent
-from accounts.webhooks import webhook_emit
 from billing.models import CostLog
 from runs.models import Run
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_emit
 
 # Outputs can be long; receivers fetch the full run from the API when they need it.
 OUTPUT_LIMIT = 4096

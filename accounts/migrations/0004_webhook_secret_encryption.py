@@ -1,10 +1,10 @@
-# Encrypts the webhook signing secrets stored in plaintext until now (see accounts.webhooks,
+# Encrypts the webhook signing secrets stored in plaintext until now (see webhooks.secrets,
 # "signing secrets at rest"). Reversible: going back decrypts them again.
 
 from django.db import migrations, models
 
 # The functions the running code decrypts with: what this writes must be exactly what it reads.
-from accounts.webhooks import SecretUndecryptable, secret_decrypt, secret_encrypt
+from webhooks.secrets import SecretUndecryptable, secret_decrypt, secret_encrypt
 
 
 def encrypt_secrets(apps, schema_editor):

@@ -21,9 +21,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import keys, services, webhooks
-from accounts.models import APIKey, WebhookDelivery, WebhookEndpoint
+from accounts import keys, services
+from accounts.models import APIKey
 from llmops.logging import JSONFormatter
+from webhooks import services as webhook_services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 KEYS_URL = "/api/v1/keys"
 
@@ -245,19 +247,19 @@ def test_no_webhook_secret_in_any_response_log_admin_page_or_row(alice, alice_cl
     record("webhook create", created, 201, shows=api_secret)
     endpoint = WebhookEndpoint.objects.get(pk=created.json()["id"])
     added = admin_client.post(
-        "/admin/accounts/webhookendpoint/add/",
+        "/admin/webhooks/webhookendpoint/add/",
         {"owner": str(alice.pk), "url": url, "events": ["run.failed"], "description": ""},
     )
     (admin_secret,) = re.findall(r'<code id="webhook-secret"[^>]*>([^<]+)</code>', added.content.decode())
     record("webhook admin add", added, 200, shows=admin_secret)
     with transaction.atomic():
-        deliveries = webhooks.webhook_emit(owner=alice, event="run.failed", payload={"run_id": "r1"})
+        deliveries = webhook_services.webhook_emit(owner=alice, event="run.failed", payload={"run_id": "r1"})
     for delivery in deliveries:
-        webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+        webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # and the undecryptable path
     WebhookDelivery.objects.update(next_attempt_at=None)
     for delivery in deliveries:
-        webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+        webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     settings.FIELD_ENCRYPTION_KEYS = []
 
     base = f"/api/v1/webhooks/{endpoint.pk}"
@@ -265,13 +267,13 @@ def test_no_webhook_secret_in_any_response_log_admin_page_or_row(alice, alice_cl
     record("webhook detail", alice_client.get(base), 200)
     record("webhook patch", alice_client.patch(base, {"description": "x"}, format="json"), 200)
     record("webhook deliveries", alice_client.get(f"{base}/deliveries"), 200)
-    admin_base = "/admin/accounts/webhookendpoint/"
+    admin_base = "/admin/webhooks/webhookendpoint/"
     record("webhook admin changelist", admin_client.get(admin_base), 200)
     record("webhook admin change", admin_client.get(f"{admin_base}{endpoint.pk}/change/"), 200)
     record("webhook admin history", admin_client.get(f"{admin_base}{endpoint.pk}/history/"), 200)
-    record("delivery admin", admin_client.get("/admin/accounts/webhookdelivery/"), 200)
+    record("delivery admin", admin_client.get("/admin/webhooks/webhookdelivery/"), 200)
     record(
-        "delivery admin detail", admin_client.get(f"/admin/accounts/webhookdelivery/{deliveries[0].pk}/change/"), 200
+        "delivery admin detail", admin_client.get(f"/admin/webhooks/webhookdelivery/{deliveries[0].pk}/change/"), 200
     )
 
     assert api_secret != admin_secret

@@ -18,7 +18,6 @@ from django.test import override_settings
 from dramatiq.brokers.stub import StubBroker
 
 from accounts import services as account_services
-from accounts.models import WebhookDelivery, WebhookEndpoint
 from billing.models import CostLog, ModelPrice
 from llmops.errors import DomainError, ValidationFailed
 from prompts import services as prompt_services
@@ -28,6 +27,7 @@ from runs import services as run_services
 from runs.models import Batch, BatchItem, Provider, Run
 from runs.tests.openai_server import error, slow
 from runs.tests.worker import drain
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 URL = "/api/v1/batches"
 

@@ -11,8 +11,6 @@ import pytest
 import redis.exceptions
 from django.utils import timezone
 
-from accounts.models import WebhookDelivery, WebhookEvent
-from accounts.webhooks import webhook_endpoint_create
 from billing.models import BudgetReservation, CostLog
 from billing.tests.factories import BudgetFactory
 from prompts.tests.factories import prompt_with_version
@@ -21,6 +19,8 @@ from runs.models import Run
 from runs.tasks import execute_run
 from runs.tests.openai_server import slow
 from runs.tests.worker import drain, wait_for_run
+from webhooks.models import WebhookDelivery, WebhookEvent
+from webhooks.services import webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,9 +80,11 @@ def test_a_run_the_broker_refused_is_committed_unsent_and_sent_by_recovery(
     assert services.runs_recover()["sent"] == 0  # sent once, not on every pass
 
 
-def test_a_sent_run_is_marked_enqueued(alice, version, worker):
+def test_a_run_the_broker_took_is_not_sent_again(alice, version, worker, settings):
+    settings.RUN_RELAY_AFTER_S = 0
     run = wait_for_run(_create(alice, version).pk)
-    assert run.enqueued_at is not None
+
+    assert run.status == Run.Status.SUCCEEDED
     assert services.runs_recover() == {"sent": 0, "resent": 0, "requeued": 0, "failed": 0}
 
 

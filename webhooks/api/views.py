@@ -1,83 +1,25 @@
 """Webhook endpoints API: register, list, change, delete, and read an endpoint's delivery log."""
 
+
 from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import webhooks
-from accounts.models import Scope, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from llmops.serializers import TypedInputSerializer
-
-# --- serializers -----------------------------------------------------------------------------------
-
-
-class WebhookEndpointSerializer(serializers.ModelSerializer):
-    events = serializers.ListField(child=serializers.ChoiceField(choices=WebhookEvent.choices), read_only=True)
-
-    class Meta:
-        model = WebhookEndpoint
-        fields = ["id", "url", "events", "description", "is_active", "created_at", "updated_at"]
-        read_only_fields = fields
-
-
-class WebhookEndpointCreateSerializer(TypedInputSerializer):
-    # A CharField: the service checks the URL (scheme, credentials, resolved addresses) and names the problem.
-    url = serializers.CharField(max_length=2000, help_text="http(s) URL that receives the POSTs.")
-    events = serializers.ListField(
-        child=serializers.ChoiceField(choices=WebhookEvent.choices), allow_empty=False, help_text="Events to receive."
-    )
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-
-
-class WebhookEndpointUpdateSerializer(TypedInputSerializer):
-    url = serializers.CharField(max_length=2000, required=False)
-    events = serializers.ListField(
-        child=serializers.ChoiceField(choices=WebhookEvent.choices), allow_empty=False, required=False
-    )
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    is_active = serializers.BooleanField(required=False, help_text="false pauses deliveries to this endpoint.")
-
-
-class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
-    """Needs the plaintext secret in its context: the row holds it only encrypted."""
-
-    secret = serializers.SerializerMethodField(
-        help_text="The signing secret. Shown only in this response; store it now (see README, Webhooks).",
-    )
-
-    class Meta(WebhookEndpointSerializer.Meta):
-        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
-        read_only_fields = fields
-
-    def get_secret(self, endpoint: WebhookEndpoint) -> str:
-        return str(self.context["secret"])
-
-
-class WebhookDeliverySerializer(serializers.ModelSerializer):
-    class Meta:
-        model = WebhookDelivery
-        fields = [
-            "id",
-            "event",
-            "status",
-            "attempts",
-            "last_response_code",
-            "last_error",
-            "next_attempt_at",
-            "delivered_at",
-            "payload",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = fields
-
-
-# --- views -----------------------------------------------------------------------------------------
+from accounts.models import Scope
+from webhooks import selectors, services
+from webhooks.api.serializers import (
+    WebhookDeliverySerializer,
+    WebhookEndpointCreatedSerializer,
+    WebhookEndpointCreateSerializer,
+    WebhookEndpointSerializer,
+    WebhookEndpointUpdateSerializer,
+)
+from webhooks.models import WebhookEndpoint
 
 
 @extend_schema_view(
@@ -110,7 +52,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[WebhookEndpoint]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return WebhookEndpoint.objects.none()
-        return webhooks.webhook_endpoint_list(owner=self.request.user)  # type: ignore[arg-type]
+        return selectors.webhook_endpoint_list(owner=self.request.user)  # type: ignore[arg-type]
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -119,7 +61,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         serializer = WebhookEndpointCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        endpoint, secret = webhooks.webhook_endpoint_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        endpoint, secret = services.webhook_endpoint_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
         data = WebhookEndpointCreatedSerializer(endpoint, context={"secret": secret}).data
         response = Response(data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"  # the only copy of the secret must not sit in a cache
@@ -133,11 +75,11 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
         serializer = WebhookEndpointUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields: dict[str, Any] = serializer.validated_data
-        endpoint = webhooks.webhook_endpoint_update(endpoint=endpoint, **fields)
+        endpoint = services.webhook_endpoint_update(endpoint=endpoint, **fields)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        webhooks.webhook_endpoint_delete(endpoint=self.get_object())
+        services.webhook_endpoint_delete(endpoint=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -146,5 +88,5 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str) -> Response:
-        page = self.paginate_queryset(webhooks.webhook_delivery_list(endpoint=self.get_object()))
+        page = self.paginate_queryset(selectors.webhook_delivery_list(endpoint=self.get_object()))
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)

@@ -29,17 +29,14 @@ from typing import Any
 import dramatiq
 import pytest
 from cryptography.fernet import Fernet
-from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from dramatiq.brokers.stub import StubBroker
 
-from accounts import webhooks
-from accounts.models import WebhookDelivery, WebhookEndpoint
-from accounts.tasks import deliver_webhook
 from billing.models import ModelPrice
 from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
@@ -48,6 +45,10 @@ from runs.models import Provider, Run
 from runs.tests.openai_server import OpenAIServer, answer, error
 from runs.tests.worker import drain, wait_for_run
 from runs.webhooks import OUTPUT_LIMIT, run_event_emit
+from webhooks import secrets as webhook_secrets
+from webhooks import services as webhook_services
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.tasks import deliver_webhook
 
 WORKER_ENV = {
     "WEBHOOKS_ALLOW_PRIVATE": "true",
@@ -206,7 +207,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 def _endpoint(owner: Any, receiver: Receiver, events: list[str], **fields: Any) -> WebhookEndpoint:
-    endpoint, secret = webhooks.webhook_endpoint_create(owner=owner, url=receiver.url, events=events, **fields)
+    endpoint, secret = webhook_services.webhook_endpoint_create(owner=owner, url=receiver.url, events=events, **fields)
     receiver.secret = secret
     return endpoint
 
@@ -226,7 +227,7 @@ def wait_for_delivery(
 
 def _emit(owner: Any, event: str = "prompt.version_created", payload: dict[str, Any] | None = None) -> WebhookDelivery:
     with transaction.atomic():
-        [delivery] = webhooks.webhook_emit(owner=owner, event=event, payload=payload or {"n": 1})
+        [delivery] = webhook_services.webhook_emit(owner=owner, event=event, payload=payload or {"n": 1})
     return delivery
 
 
@@ -275,8 +276,12 @@ def test_readme_verification_rejects_a_correctly_signed_but_old_request(alice):
     old = str(int(time.time()) - 301)
     fresh = str(int(time.time()))
 
-    assert not verify_webhook("whsec_s", body, old, webhooks.signature(secret="whsec_s", timestamp=int(old), body=body))
-    assert verify_webhook("whsec_s", body, fresh, webhooks.signature(secret="whsec_s", timestamp=int(fresh), body=body))
+    assert not verify_webhook(
+        "whsec_s", body, old, webhook_services.signature(secret="whsec_s", timestamp=int(old), body=body)
+    )
+    assert verify_webhook(
+        "whsec_s", body, fresh, webhook_services.signature(secret="whsec_s", timestamp=int(fresh), body=body)
+    )
 
 
 def test_receiver_errors_are_retried_with_the_same_id_until_success(alice, receiver, worker):
@@ -316,7 +321,7 @@ def test_connection_errors_are_retried_and_recorded(alice, worker, settings):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    webhooks.webhook_endpoint_create(
+    webhook_services.webhook_endpoint_create(
         owner=alice, url=f"http://127.0.0.1:{closed_port}/hook", events=["prompt.version_created"]
     )
 
@@ -335,7 +340,7 @@ def test_a_succeeded_delivery_is_never_sent_again(alice, receiver, worker):
 
     deliver_webhook.send(str(delivery.pk))
     drain()
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     assert len(receiver.received) == 1
     assert WebhookDelivery.objects.get(pk=delivery.pk).attempts == 1
@@ -346,10 +351,10 @@ def test_a_duplicate_message_for_an_attempt_in_flight_sends_nothing(alice, recei
     with transaction.atomic():  # written with no message, as if another worker had just claimed it
         delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="prompt.version_created", payload={})
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=1, next_attempt_at=delivery.created_at + webhooks.attempt_time_limit()
+        attempts=1, next_attempt_at=delivery.created_at + webhook_services.attempt_time_limit()
     )
 
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     assert receiver.received == []
     assert WebhookDelivery.objects.get(pk=delivery.pk).attempts == 1
@@ -367,9 +372,9 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap(settings):
     settings.WEBHOOK_RETRY_MAX_BACKOFF_S = 8.0
 
     for _ in range(50):
-        assert 0.5 <= webhooks.backoff_s(1) <= 1.0
-        assert 2.0 <= webhooks.backoff_s(3) <= 4.0
-        assert 4.0 <= webhooks.backoff_s(10) <= 8.0
+        assert 0.5 <= webhook_services.backoff_s(1) <= 1.0
+        assert 2.0 <= webhook_services.backoff_s(3) <= 4.0
+        assert 4.0 <= webhook_services.backoff_s(10) <= 8.0
 
 
 # --- runs emit run.succeeded / run.failed ----------------------------------------------------------
@@ -486,23 +491,27 @@ def test_run_events_truncate_long_output_and_are_emitted_once_per_run(
 def test_only_active_subscribed_endpoints_of_the_owner_get_a_delivery(alice, bob, receiver):
     subscribed = _endpoint(alice, receiver, ["prompt.version_created"])
     inactive = _endpoint(alice, receiver, ["prompt.version_created"])
-    webhooks.webhook_endpoint_update(endpoint=inactive, is_active=False)
+    webhook_services.webhook_endpoint_update(endpoint=inactive, is_active=False)
     _endpoint(alice, receiver, ["prompt.label_moved"])
     _endpoint(bob, receiver, ["prompt.version_created"])
 
-    deliveries = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={"a": 1})
+    deliveries = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={"a": 1})
 
     assert [d.endpoint_id for d in deliveries] == [subscribed.pk]
     assert WebhookDelivery.objects.count() == 1
     with pytest.raises(ValueError):
-        webhooks.webhook_emit(owner=alice, event="prompt.deleted", payload={})
+        webhook_services.webhook_emit(owner=alice, event="prompt.deleted", payload={})
 
 
 def test_a_dedupe_key_makes_a_second_emit_a_no_op(alice, receiver):
     _endpoint(alice, receiver, ["batch.completed"])
 
-    first = webhooks.webhook_emit(owner=alice, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1")
-    second = webhooks.webhook_emit(owner=alice, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1")
+    first = webhook_services.webhook_emit(
+        owner=alice, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1"
+    )
+    second = webhook_services.webhook_emit(
+        owner=alice, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1"
+    )
 
     assert len(first) == 1
     assert second == []
@@ -605,15 +614,15 @@ def test_delivery_is_refused_when_the_name_now_resolves_to_a_private_address(
 ):
     settings.WEBHOOKS_ALLOW_PRIVATE = False
     fake_dns["rebind.example.test"] = [PUBLIC_IP]
-    _, secret = webhooks.webhook_endpoint_create(
+    _, secret = webhook_services.webhook_endpoint_create(
         owner=alice, url=f"http://rebind.example.test:{receiver.port}/hooks/llmops", events=["prompt.version_created"]
     )
     receiver.secret = secret
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
     fake_dns["rebind.example.test"] = ["127.0.0.1"]  # DNS rebinding: now the receiver on loopback
 
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
@@ -623,7 +632,7 @@ def test_delivery_is_refused_when_the_name_now_resolves_to_a_private_address(
     # The same delivery with the address allowed reaches the receiver: the refusal above is what stopped it.
     settings.WEBHOOKS_ALLOW_PRIVATE = True
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status="pending", attempts=0, next_attempt_at=None)
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     assert [r.verified for r in receiver.received] == [True]
 
 
@@ -632,10 +641,10 @@ def test_delivery_to_a_private_address_is_refused_once_private_addresses_are_dis
 ):
     _endpoint(alice, receiver, ["prompt.version_created"])  # registered while allowed
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
     settings.WEBHOOKS_ALLOW_PRIVATE = False
 
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
@@ -646,10 +655,10 @@ def test_delivery_to_a_private_address_is_refused_once_private_addresses_are_dis
 def test_delivery_to_a_disabled_endpoint_is_not_sent(alice, receiver, django_capture_on_commit_callbacks):
     endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
-    webhooks.webhook_endpoint_update(endpoint=endpoint, is_active=False)
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+    webhook_services.webhook_endpoint_update(endpoint=endpoint, is_active=False)
 
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
@@ -682,7 +691,7 @@ def test_the_secret_is_shown_only_in_the_create_response(alice, alice_client, re
     assert secret.startswith("whsec_") and len(secret) > 40
     assert body["events"] == ["prompt.version_created", "prompt.label_moved"]
     assert body["is_active"] is True
-    assert webhooks.secret_decrypt(WebhookEndpoint.objects.get(pk=body["id"]).secret) == secret
+    assert webhook_secrets.secret_decrypt(WebhookEndpoint.objects.get(pk=body["id"]).secret) == secret
     for response in (
         alice_client.get("/api/v1/webhooks"),
         alice_client.get(f"/api/v1/webhooks/{body['id']}"),
@@ -736,7 +745,7 @@ def test_update_delete_and_the_delivery_log(alice, alice_client, receiver, djang
     body = _register(alice_client, receiver)
     url = f"/api/v1/webhooks/{body['id']}"
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={"k": "v"})
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={"k": "v"})
     WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=2, last_response_code=502, last_error="HTTP 502")
 
     patched = alice_client.patch(url, {"events": ["run.failed"], "is_active": False}, format="json")
@@ -783,7 +792,7 @@ def test_anonymous_requests_are_refused(anon_client):
 
 # --- admin -----------------------------------------------------------------------------------------
 
-ADD_URL = "/admin/accounts/webhookendpoint/add/"
+ADD_URL = "/admin/webhooks/webhookendpoint/add/"
 
 
 def _admin_add(admin_client, owner, url, events=("run.succeeded",)):
@@ -800,13 +809,13 @@ def test_admin_add_shows_the_secret_once_and_never_again(admin_client, alice, re
     assert match is not None, page
     secret = match.group(1)
     endpoint = WebhookEndpoint.objects.get(owner=alice)
-    assert webhooks.secret_decrypt(endpoint.secret) == secret
+    assert webhook_secrets.secret_decrypt(endpoint.secret) == secret
     assert endpoint.events == ["run.succeeded"]
     assert page.count(secret) == 1
     for url in (
-        "/admin/accounts/webhookendpoint/",
-        f"/admin/accounts/webhookendpoint/{endpoint.pk}/change/",
-        f"/admin/accounts/webhookendpoint/{endpoint.pk}/history/",
+        "/admin/webhooks/webhookendpoint/",
+        f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/",
+        f"/admin/webhooks/webhookendpoint/{endpoint.pk}/history/",
     ):
         later = admin_client.get(url)
         assert later.status_code == 200
@@ -824,10 +833,10 @@ def test_admin_refuses_a_private_url(admin_client, alice, settings):
 
 
 def test_admin_change_keeps_the_secret_and_rechecks_the_url(admin_client, alice, receiver):
-    endpoint, secret = webhooks.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
+    endpoint, secret = webhook_services.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
 
     response = admin_client.post(
-        f"/admin/accounts/webhookendpoint/{endpoint.pk}/change/",
+        f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/",
         {"url": receiver.url + "/v2", "events": ["run.failed", "batch.completed"], "description": "x"},
     )
 
@@ -836,7 +845,7 @@ def test_admin_change_keeps_the_secret_and_rechecks_the_url(admin_client, alice,
     assert endpoint.url == receiver.url + "/v2"
     assert endpoint.events == ["run.failed", "batch.completed"]
     assert endpoint.is_active is False  # an unticked checkbox
-    assert webhooks.secret_decrypt(endpoint.secret) == secret
+    assert webhook_secrets.secret_decrypt(endpoint.secret) == secret
 
 
 def test_admin_delivery_log_is_read_only_with_filters(
@@ -844,20 +853,20 @@ def test_admin_delivery_log_is_read_only_with_filters(
 ):
     _endpoint(alice, receiver, ["run.failed"])
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="run.failed", payload={})
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="run.failed", payload={})
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed", attempts=5, last_response_code=503)
 
-    changelist = admin_client.get("/admin/accounts/webhookdelivery/?status__exact=failed&event__exact=run.failed")
-    empty = admin_client.get("/admin/accounts/webhookdelivery/?status__exact=succeeded")
-    detail = admin_client.get(f"/admin/accounts/webhookdelivery/{delivery.pk}/change/")
+    changelist = admin_client.get("/admin/webhooks/webhookdelivery/?status__exact=failed&event__exact=run.failed")
+    empty = admin_client.get("/admin/webhooks/webhookdelivery/?status__exact=succeeded")
+    detail = admin_client.get(f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
 
     assert changelist.status_code == 200
     assert changelist.context["cl"].result_count == 1
     assert "503" in changelist.content.decode()
     assert empty.context["cl"].result_count == 0
     assert detail.status_code == 200
-    assert admin_client.get("/admin/accounts/webhookdelivery/add/").status_code == 403
-    assert admin_client.post(f"/admin/accounts/webhookdelivery/{delivery.pk}/delete/").status_code == 403
+    assert admin_client.get("/admin/webhooks/webhookdelivery/add/").status_code == 403
+    assert admin_client.post(f"/admin/webhooks/webhookdelivery/{delivery.pk}/delete/").status_code == 403
 
 
 # --- signing secrets at rest -----------------------------------------------------------------------
@@ -872,7 +881,7 @@ def _stored_secrets() -> list[str]:
 
 def test_the_database_row_holds_the_secret_only_encrypted(alice, alice_client, admin_client, receiver):
     api_secret = _register(alice_client, receiver)["secret"]
-    service_secret = webhooks.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])[1]
+    service_secret = webhook_services.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])[1]
     admin_page = _admin_add(admin_client, alice, receiver.url).content.decode()
     admin_secret = SECRET_ON_PAGE.search(admin_page).group(1)  # type: ignore[union-attr]
 
@@ -883,11 +892,11 @@ def test_the_database_row_holds_the_secret_only_encrypted(alice, alice_client, a
         assert secret.startswith("whsec_")
         assert not any(secret in value or secret.removeprefix("whsec_") in value for value in stored)
     assert all(value.startswith("gAAAAA") for value in stored)  # Fernet tokens
-    assert sorted(webhooks.secret_decrypt(value) for value in stored) == sorted(
+    assert sorted(webhook_secrets.secret_decrypt(value) for value in stored) == sorted(
         [api_secret, service_secret, admin_secret]
     )
     dump = StringIO()
-    call_command("dumpdata", "accounts.webhookendpoint", stdout=dump)
+    call_command("dumpdata", "webhooks.webhookendpoint", stdout=dump)
     assert not any(secret.removeprefix("whsec_") in dump.getvalue() for secret in (api_secret, admin_secret))
 
 
@@ -896,9 +905,9 @@ def test_the_secret_shown_at_creation_verifies_a_delivery_signed_from_the_encryp
 ):
     receiver.secret = _register(alice_client, receiver)["secret"]
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={"n": 1})
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={"n": 1})
 
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     assert [r.verified for r in receiver.received] == [True]
     assert WebhookDelivery.objects.get(pk=delivery.pk).status == WebhookDelivery.Status.SUCCEEDED
@@ -922,11 +931,11 @@ def test_rotation_new_key_first_reencrypt_then_drop_the_old_key(
     endpoint.refresh_from_db()
     legacy.refresh_from_db()
     assert Fernet(new_key.encode()).decrypt(endpoint.secret.encode()).decode() == receiver.secret
-    assert webhooks.secret_decrypt(legacy.secret) == "whsec_legacy"
+    assert webhook_secrets.secret_decrypt(legacy.secret) == "whsec_legacy"
     assert "whsec_legacy" not in _stored_secrets()
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     assert [r.verified for r in receiver.received] == [True]
 
 
@@ -950,11 +959,11 @@ def test_an_undecryptable_secret_is_a_recorded_retryable_error_not_a_crash(
     endpoint = _endpoint(alice, receiver, ["prompt.version_created"])  # under the key derived from SECRET_KEY
     stored = WebhookEndpoint.objects.get(pk=endpoint.pk).secret
     with django_capture_on_commit_callbacks():
-        [delivery] = webhooks.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key was dropped too early
 
     with django_capture_on_commit_callbacks() as retries:
-        webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+        webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.PENDING
@@ -969,7 +978,7 @@ def test_an_undecryptable_secret_is_a_recorded_retryable_error_not_a_crash(
     # The key restored before the attempts run out: the same delivery goes through.
     settings.FIELD_ENCRYPTION_KEYS = []
     WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
-    webhooks.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     assert [r.verified for r in receiver.received] == [True]
 
 
@@ -977,7 +986,7 @@ def test_a_malformed_key_is_named_by_position_not_printed(settings):
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), "not-a-fernet-key"]
 
     with pytest.raises(ImproperlyConfigured) as info:
-        webhooks.secret_encrypt("whsec_x")
+        webhook_secrets.secret_encrypt("whsec_x")
 
     assert "key 2" in str(info.value)
     assert "not-a-fernet-key" not in str(info.value)
@@ -985,17 +994,19 @@ def test_a_malformed_key_is_named_by_position_not_printed(settings):
 
 def test_the_data_migration_encrypts_plaintext_rows_and_reverses_without_loss(alice, receiver):
     migration = importlib.import_module("accounts.migrations.0004_webhook_secret_encryption")
+    # The models as that migration sees them (they lived in accounts then; same table).
+    historical = MigrationExecutor(connection).loader.project_state(("accounts", "0004_webhook_secret_encryption")).apps
     plain = WebhookEndpoint.objects.create(owner=alice, url=receiver.url, events=["run.failed"], secret="whsec_old")
-    _, new_secret = webhooks.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
+    _, new_secret = webhook_services.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
 
-    migration.encrypt_secrets(django_apps, None)
+    migration.encrypt_secrets(historical, None)
     encrypted = dict(WebhookEndpoint.objects.values_list("pk", "secret"))
-    migration.encrypt_secrets(django_apps, None)  # a second run changes nothing
+    migration.encrypt_secrets(historical, None)  # a second run changes nothing
 
     assert dict(WebhookEndpoint.objects.values_list("pk", "secret")) == encrypted
     assert "whsec_old" not in _stored_secrets()
-    assert webhooks.secret_decrypt(encrypted[plain.pk]) == "whsec_old"
-    migration.decrypt_secrets(django_apps, None)
+    assert webhook_secrets.secret_decrypt(encrypted[plain.pk]) == "whsec_old"
+    migration.decrypt_secrets(historical, None)
     assert sorted(_stored_secrets()) == sorted(["whsec_old", new_secret])
 
 
@@ -1028,16 +1039,16 @@ def test_a_broker_down_at_commit_does_not_fail_the_request_and_recovery_delivers
 
     monkeypatch.undo()  # the broker is back
     settings.WEBHOOK_RECOVER_AFTER_S = 60
-    assert webhooks.webhook_deliveries_recover() == 0  # not overdue yet: its message may still come
+    assert webhook_services.webhook_deliveries_recover() == 0  # not overdue yet: its message may still come
     WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(seconds=61))
 
-    assert webhooks.webhook_deliveries_recover() == 1
+    assert webhook_services.webhook_deliveries_recover() == 1
     delivery = wait_for_delivery(delivery.pk)
 
     assert delivery.status == WebhookDelivery.Status.SUCCEEDED
     assert delivery.attempts == 1
     assert [r.verified for r in receiver.received] == [True]
-    assert webhooks.webhook_deliveries_recover() == 0
+    assert webhook_services.webhook_deliveries_recover() == 0
 
 
 def test_recovery_sends_each_overdue_delivery_once_and_fails_exhausted_ones(alice, receiver, settings, monkeypatch):
@@ -1060,8 +1071,8 @@ def test_recovery_sends_each_overdue_delivery_once_and_fails_exhausted_ones(alic
     delivery(created_at=long_ago, status="succeeded", delivered_at=long_ago)
     exhausted = delivery(created_at=long_ago, attempts=settings.WEBHOOK_MAX_ATTEMPTS, next_attempt_at=long_ago)
 
-    first = webhooks.webhook_deliveries_recover(now=now)
-    second = webhooks.webhook_deliveries_recover(now=now)  # another worker's pass, before the messages ran
+    first = webhook_services.webhook_deliveries_recover(now=now)
+    second = webhook_services.webhook_deliveries_recover(now=now)  # another worker's pass, before the messages ran
 
     assert first == 2 and second == 0
     assert sorted(sent) == sorted([str(never_sent.pk), str(lease_ran_out.pk)])
@@ -1069,11 +1080,11 @@ def test_recovery_sends_each_overdue_delivery_once_and_fails_exhausted_ones(alic
     assert failed.status == WebhookDelivery.Status.FAILED
     assert failed.last_error == "The last attempt never finished (its worker stopped)."
     # The message recovery sent can claim the delivery it took.
-    webhooks.webhook_deliver(delivery_id=str(never_sent.pk))
+    webhook_services.webhook_deliver(delivery_id=str(never_sent.pk))
     assert WebhookDelivery.objects.get(pk=never_sent.pk).status == WebhookDelivery.Status.SUCCEEDED
     assert [r.verified for r in receiver.received] == [True]
     # A minute later the other resent message was lost too, and the new delivery's never came: both sent again.
-    assert webhooks.webhook_deliveries_recover(now=now + timedelta(seconds=61)) == 2
+    assert webhook_services.webhook_deliveries_recover(now=now + timedelta(seconds=61)) == 2
 
 
 def test_recovery_counts_only_what_the_broker_took(alice, receiver, settings, monkeypatch):
@@ -1083,7 +1094,7 @@ def test_recovery_counts_only_what_the_broker_took(alice, receiver, settings, mo
     WebhookDelivery.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(seconds=600))
     monkeypatch.setattr(deliver_webhook, "send_with_options", _broker_down)
 
-    assert webhooks.webhook_deliveries_recover() == 0  # and no exception: the next pass tries again
+    assert webhook_services.webhook_deliveries_recover() == 0  # and no exception: the next pass tries again
 
     assert WebhookDelivery.objects.get(pk=row.pk).status == WebhookDelivery.Status.PENDING
 
@@ -1113,7 +1124,7 @@ def test_recovery_passes_running_at_once_send_each_delivery_once(
     def recover() -> None:
         try:
             start.wait()
-            counts.append(webhooks.webhook_deliveries_recover())
+            counts.append(webhook_services.webhook_deliveries_recover())
         finally:
             connection.close()
 

@@ -1,207 +1,51 @@
-"""Webhooks: endpoints (writes and reads), emitting events, and delivering them (the actor's work).
+"""Writes for webhooks: endpoints, emitting events, delivering them (the actor's work), recovery.
 
 Other apps emit events with `webhook_emit` inside the transaction that writes the fact, so a
-delivery exists exactly when the fact does; `accounts.tasks.deliver_webhook` sends it after commit.
+delivery exists exactly when the fact does; `webhooks.tasks.deliver_webhook` sends it after commit.
+The payload is built by the emitting app: this app imports none of them.
 
 Receivers verify `X-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` (README,
 "Webhooks"). Neither the secret nor a signature is ever logged; the endpoint row holds the secret only
-encrypted (Fernet, keys from settings.FIELD_ENCRYPTION_KEYS), decrypted just to sign.
+encrypted (webhooks.secrets), decrypted just to sign.
 
 A delivery whose message was lost (the broker down at commit, a worker killed mid-attempt) stays
 pending until `webhook_deliveries_recover` sends it again.
 """
 
-import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
 import secrets
-import socket
 import time
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
-from accounts.models import User, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from accounts.models import User
 from llmops.errors import ValidationFailed
+from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.secrets import SECRET_PREFIX, SecretUndecryptable, secret_decrypt, secret_encrypt
+from webhooks.url_guard import URLRefused, URLUnresolvable, url_check
 
 logger = logging.getLogger(__name__)
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (a public marker, like "sk-")
 USER_AGENT = "llmops-webhooks/1"
 # A message may arrive a little before `next_attempt_at` when worker clocks disagree.
 _CLOCK_SLACK = timedelta(seconds=5)
-# NAT64's well-known prefix embeds an IPv4 address in its last 32 bits (RFC 6052).
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# HKDF inputs of the key derived from SECRET_KEY when FIELD_ENCRYPTION_KEYS is unset. Changing them
-# makes every secret stored under the derived key undecryptable.
-_DERIVED_KEY_SALT = b"llmops.field-encryption"
-_DERIVED_KEY_INFO = b"accounts.WebhookEndpoint.secret v1"
 # Most deliveries one recovery pass sends; the next pass takes the rest.
 _RECOVER_BATCH = 500
-
-
-# --- signing secrets at rest -----------------------------------------------------------------------
-
-
-class SecretUndecryptable(Exception):
-    """No configured key decrypts a stored signing secret. The message names the fix, never the secret."""
-
-
-def derived_encryption_key(secret_key: str) -> str:
-    """The Fernet key used when FIELD_ENCRYPTION_KEYS is unset: HKDF-SHA256 of SECRET_KEY."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_DERIVED_KEY_SALT, info=_DERIVED_KEY_INFO)
-    return base64.urlsafe_b64encode(hkdf.derive(secret_key.encode())).decode()
-
-
-def _keyring() -> MultiFernet:
-    keys = settings.FIELD_ENCRYPTION_KEYS or [derived_encryption_key(settings.SECRET_KEY)]
-    fernets = []
-    for position, key in enumerate(keys, start=1):
-        try:
-            fernets.append(Fernet(key))
-        except ValueError:  # the key is not named: it is a secret too
-            raise ImproperlyConfigured(
-                f"FIELD_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 url-safe base64-encoded bytes); "
-                "generate one with `manage.py webhook_secrets generate-key`."
-            ) from None
-    return MultiFernet(fernets)
-
-
-def secret_encrypt(secret: str) -> str:
-    """What WebhookEndpoint.secret stores: a Fernet token of the secret under the first key."""
-    return _keyring().encrypt(secret.encode()).decode()
-
-
-def secret_decrypt(stored: str) -> str:
-    """The signing secret in a stored token; raises SecretUndecryptable when no key opens it."""
-    try:
-        return _keyring().decrypt(stored.encode()).decode()
-    except InvalidToken:
-        if stored.startswith(SECRET_PREFIX):
-            raise SecretUndecryptable(
-                "The endpoint's signing secret is stored unencrypted; run `manage.py webhook_secrets reencrypt`."
-            ) from None
-        raise SecretUndecryptable(
-            "The endpoint's signing secret decrypts with none of FIELD_ENCRYPTION_KEYS (was the key that "
-            "encrypted it removed, or SECRET_KEY changed?)."
-        ) from None
-
-
-def webhook_secrets_reencrypt() -> tuple[int, list[uuid.UUID]]:
-    """Encrypts every endpoint's secret again with the first key (and any stored in plaintext).
-
-    Returns (how many were written, ids of endpoints no key decrypts, which are left as they are).
-    Run it after putting a new key first in FIELD_ENCRYPTION_KEYS; drop the old key only once it
-    reports none left undecryptable.
-    """
-    keyring = _keyring()
-    written, undecryptable = 0, []
-    for pk in list(WebhookEndpoint.objects.order_by("pk").values_list("pk", flat=True)):
-        with transaction.atomic():
-            stored = WebhookEndpoint.objects.select_for_update().filter(pk=pk).values_list("secret", flat=True).first()
-            if stored is None:
-                continue  # deleted meanwhile
-            if stored.startswith(SECRET_PREFIX):
-                token = keyring.encrypt(stored.encode())
-            else:
-                try:
-                    token = keyring.rotate(stored.encode())
-                except InvalidToken:
-                    undecryptable.append(pk)
-                    continue
-            # Not updated_at: the endpoint itself did not change.
-            WebhookEndpoint.objects.filter(pk=pk).update(secret=token.decode())
-            written += 1
-    logger.info("webhook secrets re-encrypted", extra={"written": written, "undecryptable": len(undecryptable)})
-    return written, undecryptable
-
-
-# --- URL checks ------------------------------------------------------------------------------------
-
-
-class URLRefused(Exception):
-    """The URL is not one webhooks may be sent to. The message names the reason, never a secret."""
-
-
-class URLUnresolvable(Exception):
-    """The host name does not resolve (now); DNS may recover, so a delivery retries."""
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one tunnels to (mapped, 6to4, Teredo, NAT64), which decides where it goes."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def _is_public(raw: str) -> bool:
-    """Only globally routable unicast addresses: not loopback, private, link-local (cloud metadata),
-    shared (CGNAT), reserved, unspecified or multicast."""
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(raw.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            address = embedded
-    return address.is_global and not address.is_multicast
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise URLUnresolvable(f"The host {host!r} does not resolve.") from exc
-    return [str(info[4][0]) for info in infos]
-
-
-def url_check(url: str) -> str:
-    """The URL, normalized; raises URLRefused or URLUnresolvable.
-
-    Every address the host resolves to must be public unless settings.WEBHOOKS_ALLOW_PRIVATE:
-    a host with one private address among public ones could be steered to the private one.
-    """
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        raise URLRefused("Not a valid URL.") from None
-    if parts.scheme not in ("http", "https"):
-        raise URLRefused("Only http and https URLs are allowed.")
-    if not parts.hostname:
-        raise URLRefused("The URL has no host.")
-    if parts.username is not None or parts.password is not None:
-        raise URLRefused("The URL must not contain credentials; requests are signed instead.")
-    if not settings.WEBHOOKS_ALLOW_PRIVATE:
-        addresses = _resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
-        if not addresses or not all(_is_public(address) for address in addresses):
-            raise URLRefused(
-                "The host resolves to a loopback, private, link-local or reserved address; "
-                "only public addresses are allowed."
-            )
-    return urlunsplit(parts)
 
 
 def _validated_url(url: str) -> str:
@@ -269,14 +113,6 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     endpoint.delete()
 
 
-def webhook_endpoint_list(*, owner: User) -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.filter(owner=owner).order_by("-created_at")
-
-
-def webhook_delivery_list(*, endpoint: WebhookEndpoint) -> QuerySet[WebhookDelivery]:
-    return WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at")
-
-
 # --- emitting --------------------------------------------------------------------------------------
 
 
@@ -315,7 +151,7 @@ def webhook_emit(*, owner: User, event: str, payload: dict[str, Any], dedupe_key
 def _enqueue(delivery_id: uuid.UUID, delay_ms: int | None = None) -> bool:
     """Sends the delivery's message; True when the broker took it. Never raises: the delivery row is
     committed already, and webhook_deliveries_recover sends it if this message is lost."""
-    from accounts.tasks import deliver_webhook  # the actor module imports this one
+    from webhooks.tasks import deliver_webhook  # the actor module imports this one
 
     try:
         deliver_webhook.send_with_options(args=(str(delivery_id),), delay=delay_ms)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts import webhooks
+from webhooks import secrets
 
 
 class Command(BaseCommand):
@@ -32,10 +32,10 @@ class Command(BaseCommand):
             self.stdout.write(Fernet.generate_key().decode())
             return
         if action == "derived-key":
-            self.stdout.write(webhooks.derived_encryption_key(settings.SECRET_KEY))
+            self.stdout.write(secrets.derived_encryption_key(settings.SECRET_KEY))
             return
         try:
-            written, undecryptable = webhooks.webhook_secrets_reencrypt()
+            written, undecryptable = secrets.webhook_secrets_reencrypt()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Re-encrypted the signing secrets of {written} webhook endpoint(s) with the first key.")
