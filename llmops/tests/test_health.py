@@ -86,3 +86,84 @@ def test_database_down_is_503_not_500(db, anon_client, monkeypatch):
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == "error: RuntimeError"
     assert "database is gone" not in response.content.decode()
+
+
+# --- ?providers=1 ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def provider_checks(monkeypatch):
+    """Replaces the registered provider checks; returns the list of calls made to them."""
+    from llmops import health
+
+    calls: list[str] = []
+
+    def models_listed():
+        calls.append("models_listed")
+        return {"local": "ok", "openai": "error: connection_error"}
+
+    def broken():
+        calls.append("broken")
+        raise RuntimeError("the check itself failed")
+
+    monkeypatch.setattr(health, "_provider_checks", [models_listed, broken])
+    return calls
+
+
+def test_plain_check_asks_no_provider(db, anon_client, provider_checks):
+    response = anon_client.get(HEALTH)
+
+    assert response.status_code == 200
+    assert "providers" not in response.json()
+    assert provider_checks == []
+    assert anon_client.get(HEALTH, {"providers": "0"}).json().keys() == {"status", "checks"}
+    assert provider_checks == []
+
+
+def test_providers_reports_each_provider_and_keeps_the_status(db, anon_client, provider_checks):
+    response = anon_client.get(HEALTH, {"providers": "1"})
+
+    assert response.status_code == 200  # an unreachable provider is not this service being down
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "cache": "ok", "broker": _expected_broker_state()}
+    assert body["providers"] == {"local": "ok", "openai": "error: connection_error", "broken": "error: RuntimeError"}
+    assert "the check itself failed" not in response.content.decode()
+    assert provider_checks == ["models_listed", "broken"]
+
+
+def test_providers_is_reported_when_a_dependency_is_down_too(db, anon_client, provider_checks, monkeypatch):
+    monkeypatch.setattr(dramatiq, "get_broker", lambda: RedisBroker(url=DEAD_REDIS))
+
+    response = anon_client.get(HEALTH, {"providers": "1"})
+
+    assert response.status_code == 503
+    assert response.json()["providers"]["local"] == "ok"
+
+
+@pytest.mark.parametrize("value", ["", "true", "yes", "2", "01"])
+def test_providers_takes_only_the_documented_values(db, anon_client, provider_checks, value):
+    response = anon_client.get(HEALTH, {"providers": value})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert list(error["fields"]) == ["providers"]
+    assert error["request_id"] == response["X-Request-ID"]
+    assert provider_checks == []
+
+
+def test_schema_documents_the_providers_parameter():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schema["paths"]["/api/v1/health"]["get"]
+
+    [parameter] = [p for p in operation["parameters"] if p["name"] == "providers"]
+    assert parameter["in"] == "query"
+    assert parameter.get("required", False) is False
+    assert parameter["schema"]["enum"] == ["0", "1"]
+    assert "400" in operation["responses"]
+    health = schema["components"]["schemas"]["Health"]
+    assert "providers" in health["properties"]
+    assert "providers" not in health.get("required", [])
