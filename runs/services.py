@@ -27,8 +27,10 @@ from llmops.errors import Conflict, NotFound, ValidationFailed
 from prompts import selectors as prompt_selectors
 from prompts import services as prompt_services
 from prompts.models import PromptVersion
-from runs import batches, leases, providers, tokens
-from runs.models import Provider, Run
+from providers import clients, tokens
+from providers.models import Provider
+from runs import batches, leases
+from runs.models import Run
 from runs.webhooks import run_event_emit
 
 logger = logging.getLogger(__name__)
@@ -62,8 +64,8 @@ def _provider_for(model: str, *, field: str) -> tuple[Provider, str]:
             code="provider_disabled",
         )
     try:
-        providers.check_model(provider=provider, model_id=model_id)
-    except providers.ProviderError as exc:
+        clients.check_model(provider=provider, model_id=model_id)
+    except clients.ProviderError as exc:
         raise ValidationFailed(exc.message, fields={field: [exc.message]}, code=exc.code) from None
     return provider, model_id
 
@@ -355,13 +357,13 @@ def run_execute(*, run_id: str) -> None:
         provider = Provider.objects.filter(name=run.provider).first()
         try:
             if provider is None:
-                raise providers.ProviderError(
+                raise clients.ProviderError(
                     code="unknown_provider", message=f"Provider {run.provider!r} no longer exists.", retryable=False
                 )
-            completion = providers.complete(
+            completion = clients.complete(
                 provider=provider, model_id=run.model, messages=run.rendered_input, params=run.params
             )
-        except providers.ProviderError as exc:
+        except clients.ProviderError as exc:
             _record_failure(run, attempt, exc)
             return
         except TimeLimitExceeded:

@@ -27,7 +27,7 @@ from llmops.parsers import ChunkedBodyMiddleware
 from llmops.tests.helpers import assert_error
 from prompts import rendering
 from prompts.tests.factories import prompt_with_version
-from runs.tests.factories import ProviderFactory
+from providers.tests.factories import ProviderFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = "/api/v1/prompts"

@@ -1,55 +1,6 @@
-"""Fixtures for the provider layer: a real OpenAI-compatible server and Provider rows pointing at it."""
-
-import socket
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import pytest
-from django.core.cache import cache
-
-from runs.models import Provider
-from runs.tests.openai_server import OpenAIServer
-
-ProviderFactory = Callable[..., Provider]
-
-
-@pytest.fixture
-def openai_server() -> Iterator[OpenAIServer]:
-    server = OpenAIServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> Iterator[None]:
-    # check_model caches model lists; a test must not see another test's server.
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def provider_factory(db: Any, openai_server: OpenAIServer) -> ProviderFactory:
-    """Creates a Provider row; by default an openai-compatible one pointing at `openai_server`."""
-
-    def create(**fields: Any) -> Provider:
-        values: dict[str, Any] = {
-            "name": "testllm",
-            "kind": Provider.Kind.OPENAI_COMPATIBLE,
-            "base_url": openai_server.url,
-            "timeout": 5.0,
-        }
-        values.update(fields)
-        return Provider.objects.create(**values)
-
-    return create
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on (bound then released), for connection-refused tests."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _fresh_cache(fresh_cache: None) -> None:
+    """Model lists cached by one test's provider must not leak into the next (providers.tests.fixtures)."""

@@ -2,17 +2,7 @@ import factory
 
 from accounts.tests.factories import UserFactory
 from prompts.tests.factories import prompt_with_version
-from runs.models import Batch, BatchItem, Provider, Run
-
-
-class ProviderFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Provider
-        django_get_or_create = ("name",)
-
-    name = factory.Sequence(lambda n: f"provider{n}")
-    kind = Provider.Kind.OPENAI_COMPATIBLE
-    base_url = "http://127.0.0.1:9/v1"
+from runs.models import Batch, BatchItem, Run
 
 
 class RunFactory(factory.django.DjangoModelFactory):

@@ -14,9 +14,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from prompts.tests.factories import prompt_with_version
+from providers.tests.openai_server import error, slow
 from runs.management.commands.batch_run import done_keys, output_summary
 from runs.models import Batch, Run
-from runs.tests.openai_server import error, slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

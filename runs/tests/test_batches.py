@@ -22,10 +22,11 @@ from billing.models import CostLog, ModelPrice
 from llmops.errors import DomainError, ValidationFailed
 from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
+from providers.models import Provider
+from providers.tests.openai_server import error, slow
 from runs import batches
 from runs import services as run_services
-from runs.models import Batch, BatchItem, Provider, Run
-from runs.tests.openai_server import error, slow
+from runs.models import Batch, BatchItem, Run
 from runs.tests.worker import drain
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 

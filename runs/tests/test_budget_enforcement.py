@@ -19,9 +19,10 @@ from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from billing.tests.factories import BudgetFactory
 from llmops.tests.helpers import assert_error
 from prompts.tests.factories import prompt_with_version
-from runs import services, tokens
+from providers import tokens
+from providers.tests.openai_server import answer, error
+from runs import services
 from runs.models import Run
-from runs.tests.openai_server import answer, error
 from runs.tests.worker import drain, wait_for_run
 
 requires_postgres = pytest.mark.skipif(

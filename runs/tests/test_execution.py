@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from billing.models import CostLog, ModelPrice
 from prompts.tests.factories import prompt_with_version
+from providers.tests.openai_server import answer, error, rate_limited, server_error, slow
 from runs import services
 from runs.models import Run
 from runs.tasks import execute_run
-from runs.tests.openai_server import answer, error, rate_limited, server_error, slow
 from runs.tests.worker import drain, wait_for_run
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,9 +18,9 @@ import pytest
 from accounts import services as account_services
 from billing.models import CostLog
 from prompts.tests.factories import prompt_with_version
+from providers.tests.openai_server import slow
 from runs.models import Batch, Run
 from runs.tests.faults import Stack, wait_until
-from runs.tests.openai_server import slow
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

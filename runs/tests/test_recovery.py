@@ -14,10 +14,10 @@ from django.utils import timezone
 from billing.models import BudgetReservation, CostLog
 from billing.tests.factories import BudgetFactory
 from prompts.tests.factories import prompt_with_version
+from providers.tests.openai_server import slow
 from runs import leases, recovery, services
 from runs.models import Run
 from runs.tasks import execute_run
-from runs.tests.openai_server import slow
 from runs.tests.worker import drain, wait_for_run
 from webhooks.models import WebhookDelivery, WebhookEvent
 from webhooks.services import webhook_endpoint_create

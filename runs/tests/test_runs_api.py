@@ -8,8 +8,8 @@ import pytest
 from billing.models import CostLog, ModelPrice
 from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
+from providers.tests.openai_server import answer
 from runs.models import Run
-from runs.tests.openai_server import answer
 from runs.tests.worker import wait_for_run
 
 pytestmark = pytest.mark.django_db

@@ -40,9 +40,10 @@ from dramatiq.brokers.stub import StubBroker
 from billing.models import ModelPrice
 from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
+from providers.models import Provider
+from providers.tests.openai_server import OpenAIServer, answer, error
 from runs import services as run_services
-from runs.models import Provider, Run
-from runs.tests.openai_server import OpenAIServer, answer, error
+from runs.models import Run
 from runs.tests.worker import drain, wait_for_run
 from runs.webhooks import OUTPUT_LIMIT, run_event_emit
 from webhooks import secrets as webhook_secrets

@@ -13,8 +13,8 @@ import logging
 import math
 from typing import Any
 
-from runs.local_model import LOCAL_MODEL_ID, LOCAL_PROVIDER_NAME, gguf_path
-from runs.models import Provider
+from providers.local_model import LOCAL_MODEL_ID, LOCAL_PROVIDER_NAME, gguf_path
+from providers.models import Provider
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from runs import local_model
+from providers import local_model
 
 
 class Command(BaseCommand):

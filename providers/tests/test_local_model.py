@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from runs import local_model, tokens
-from runs.models import Provider
-from runs.providers import check_model, complete, fetch_model_ids
+from providers import local_model, tokens
+from providers.clients import check_model, complete, fetch_model_ids
+from providers.models import Provider
 
 ROOT = Path(__file__).resolve().parents[2]
 

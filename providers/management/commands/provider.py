@@ -13,8 +13,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from llmops.errors import ValidationFailed
-from runs.models import Provider
-from runs.providers import provider_set
+from providers.models import Provider
+from providers.services import provider_set
 
 
 class Command(BaseCommand):

@@ -6,11 +6,11 @@ from email.utils import format_datetime
 
 import pytest
 
-from runs import providers
-from runs.models import Provider
-from runs.providers import Completion, ProviderError, check_model, complete
-from runs.tests.conftest import ProviderFactory
-from runs.tests.openai_server import (
+from providers import clients as providers
+from providers.clients import Completion, ProviderError, check_model, complete
+from providers.models import Provider
+from providers.tests.fixtures import ProviderFactory
+from providers.tests.openai_server import (
     OpenAIServer,
     answer,
     error,

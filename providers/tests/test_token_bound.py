@@ -1,11 +1,11 @@
-"""The prompt token bound a hard budget reserves (runs.tokens.prompt_tokens_bound) is never below a
+"""The prompt token bound a hard budget reserves (providers.tokens.prompt_tokens_bound) is never below a
 real tokenizer's count, for text chosen to tokenize badly. The real tokenizer is SmolLM2's byte-level
 BPE (llama_cpp, vocabulary only) through the model's own chat template, as its server counts."""
 
 import pytest
 
-from runs import local_model, tokens
-from runs.models import Provider
+from providers import local_model, tokens
+from providers.models import Provider
 from runs.tests.test_budget_enforcement import ADVERSARIAL
 
 HOSTED = Provider(name="hosted", kind=Provider.Kind.OPENAI_COMPATIBLE, base_url="http://example.test/v1")

@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from runs.models import Provider
-from runs.providers import Completion, ProviderError, complete, fetch_model_ids, provider_set
+from providers.clients import Completion, ProviderError, complete, fetch_model_ids
+from providers.models import Provider
+from providers.services import provider_set
 
 LOCAL_PROVIDER_NAME = "local"
 LOCAL_MODEL_ID = "smollm2"

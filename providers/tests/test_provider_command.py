@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from llmops.errors import ValidationFailed
-from runs.models import Provider
-from runs.providers import provider_set
+from providers.models import Provider
+from providers.services import provider_set
 
 pytestmark = pytest.mark.django_db
 

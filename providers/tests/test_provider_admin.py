@@ -1,17 +1,17 @@
 """The provider admin: the same validation as `manage.py provider set` (one set of rules, on the model),
-saved through runs.providers.provider_set, and a pasted key never sent back."""
+saved through providers.services.provider_set, and a pasted key never sent back."""
 
 from typing import Any
 
 import pytest
 
-from runs import admin as runs_admin
-from runs.models import Provider
-from runs.providers import provider_set
+from providers import admin as providers_admin
+from providers.models import Provider
+from providers.services import provider_set
 
 pytestmark = pytest.mark.django_db
 
-ADD_URL = "/admin/runs/provider/add/"
+ADD_URL = "/admin/providers/provider/add/"
 PASTED_KEY = "sk-live-3f9a8b7c6d5e4f3a2b1c"
 
 
@@ -31,7 +31,7 @@ def service_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         calls.append(kwargs)
         return provider_set(**kwargs)
 
-    monkeypatch.setattr(runs_admin, "provider_set", recording)
+    monkeypatch.setattr(providers_admin, "provider_set", recording)
     return calls
 
 
@@ -46,7 +46,7 @@ def test_add_accepts_a_compose_service_name_and_saves_through_the_service(admin_
         "VLLM_KEY",
     )
     assert [call["name"] for call in service_calls] == ["vllm"]
-    change = admin_client.get(f"/admin/runs/provider/{provider.pk}/change/")
+    change = admin_client.get(f"/admin/providers/provider/{provider.pk}/change/")
     assert change.status_code == 200
     assert "http://vllm:8000/v1" in change.content.decode()
 
@@ -99,7 +99,7 @@ def test_change_goes_through_the_service_and_keeps_the_name(admin_client, servic
     provider, _ = provider_set(name="local", kind="openai-compatible", base_url="http://127.0.0.1:8011/v1")
 
     response = admin_client.post(
-        f"/admin/runs/provider/{provider.pk}/change/",
+        f"/admin/providers/provider/{provider.pk}/change/",
         _form(name="renamed", base_url="http://llama:8011/v1", timeout="12.5", enabled=False),
     )
 

@@ -1,6 +1,6 @@
 """GET /api/v1/health?providers=1 through the runs app's provider check, against real local servers."""
 
-from runs.models import Provider
+from providers.models import Provider
 
 HEALTH = "/api/v1/health"
 

@@ -1,0 +1,6 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(fresh_cache: None) -> None:
+    """Model lists cached by one test's provider must not leak into the next (providers.tests.fixtures)."""
