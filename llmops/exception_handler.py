@@ -8,7 +8,9 @@ import redis.exceptions
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -148,12 +150,38 @@ def json_permission_denied(request: HttpRequest, exception: Exception) -> HttpRe
     return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
 
 
-def json_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+@csrf_exempt  # as a view, like the API's own views: a POST to a wrong path is a 404, not a CSRF failure
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404, and the view of every /api/ path no other route takes (llmops.urls mounts it last),
+    because with DEBUG on Django answers an unrouted path with its HTML page, never with handler404."""
     if not _wants_json(request):
         from django.views.defaults import page_not_found
 
-        return page_not_found(request, exception)
-    return JsonResponse(error_body("not_found", "Not found."), status=404)
+        return page_not_found(request, exception or Http404())
+    near = _routed_neighbour(request)
+    if near is None:
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    if near.endswith("/"):
+        if settings.APPEND_SLASH and request.method in ("GET", "HEAD"):
+            # CommonMiddleware's APPEND_SLASH redirect (/api/docs), which this catch-all route preempts.
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+        message = f"Not found. Did you mean {near}?"
+    else:
+        message = f"Not found: API paths have no trailing slash. Did you mean {near}?"
+    return JsonResponse(error_body("not_found", message), status=404)
+
+
+def _routed_neighbour(request: HttpRequest) -> str | None:
+    """The request's path with its trailing slash removed, or with one added, when a real view serves it."""
+    info = request.path_info
+    neighbour = info.rstrip("/") if info.endswith("/") else f"{info}/"
+    try:
+        match = resolve(neighbour, getattr(request, "urlconf", None))
+    except Resolver404:
+        return None
+    if match.func is json_not_found:
+        return None
+    return request.path.removesuffix(info) + neighbour  # with the script prefix, if any
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:

@@ -167,3 +167,39 @@ def test_plaintext_key_never_reaches_the_logs(alice, caplog):
         assert secret not in caplog.text
         for record in caplog.records:
             assert secret not in str(record.__dict__), record
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Token {key}", "token {key}", "{key}", "Api-Key {key}", "Token not-one-of-our-keys"],
+    ids=["token-scheme", "token-lowercase", "bare-key", "other-scheme-with-our-key", "token-scheme-other-value"],
+)
+def test_wrong_authorization_scheme_gets_401_naming_bearer(alice_key, authorization):
+    """Not "credentials were not provided": the answer says which scheme works, and never echoes the key."""
+    _, plaintext = alice_key
+    header = authorization.format(key=plaintext)
+
+    response = APIClient().get(KEYS_URL, HTTP_AUTHORIZATION=header)
+
+    error = assert_error(response, 401, "not_authenticated", fields=set())
+    assert "Bearer" in error["message"] and "X-API-Key" in error["message"], error
+    assert "not provided" not in error["message"]
+    assert plaintext.split(".")[-1] not in response.content.decode()
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_foreign_scheme_is_left_to_its_owner(db, anon_client):
+    """A proxy's Basic credentials are not a malformed key: the request is unauthenticated, as before."""
+    response = anon_client.get(KEYS_URL, HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+
+    error = assert_error(response, 401, "not_authenticated")
+    assert error["message"] == "Authentication credentials were not provided."
+
+
+def test_x_api_key_works_beside_a_foreign_authorization_scheme(alice_key):
+    _, plaintext = alice_key
+
+    response = APIClient().get(KEYS_URL, HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz", HTTP_X_API_KEY=plaintext)
+
+    assert response.status_code == 200, response.content
+    assert _names(response) == {"mine"}

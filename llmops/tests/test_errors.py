@@ -168,3 +168,61 @@ def test_an_unavailable_dependency_is_503_with_retry_after(alice_client, monkeyp
     error = assert_error(response, 503, code)
     assert response["Retry-After"] == "7"
     assert "5432" not in error["message"] and "6379" not in error["message"]  # no infrastructure detail
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+@pytest.mark.parametrize(
+    ("path", "without_slash"),
+    [
+        ("/api/v1/prompts/", "/api/v1/prompts"),
+        ("/api/v1/prompts/greet/", "/api/v1/prompts/greet"),
+        ("/api/v1/keys//", "/api/v1/keys"),
+    ],
+)
+def test_trailing_slash_is_a_json_404_naming_the_path_without_it(alice_client, settings, debug, path, without_slash):
+    settings.DEBUG = debug
+
+    error = assert_error(alice_client.get(path), 404, "not_found", fields=set())
+
+    assert error["message"] == f"Not found: API paths have no trailing slash. Did you mean {without_slash}?"
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_post_with_trailing_slash_is_a_json_404_not_a_csrf_failure(alice, settings, debug):
+    settings.DEBUG = debug
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(alice)  # a session cookie is what makes Django check CSRF
+
+    response = client.post(f"{PROMPTS}/", {"name": "x"}, format="json")
+
+    error = assert_error(response, 404, "not_found")
+    assert f"Did you mean {PROMPTS}?" in error["message"]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/nope/", "/api/nope", "/api/v1/prompts/x/y/z"])
+def test_unknown_api_path_is_a_plain_json_404_with_debug_on_too(alice_client, settings, debug, path):
+    settings.DEBUG = debug
+
+    error = assert_error(alice_client.get(path), 404, "not_found", fields=set())
+
+    assert error["message"] == "Not found."
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_api_docs_without_slash_still_redirects(db, settings, debug):
+    settings.DEBUG = debug
+
+    response = APIClient().get("/api/docs")
+
+    assert response.status_code == 301
+    assert response["Location"] == "/api/docs/"
+
+
+def test_unknown_url_elsewhere_is_not_json_with_debug_on(db, settings):
+    settings.DEBUG = True
+
+    response = APIClient().get("/nope/")
+
+    assert response.status_code == 404
+    assert not response["Content-Type"].startswith("application/json")

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from accounts import services as account_services
 from accounts.models import APIKey, User
 from prompts import services
 from prompts.models import LabelMove, Prompt, PromptLabel, PromptVersion
@@ -88,12 +89,18 @@ def test_printed_key_renders_the_prompt_through_the_api():
     assert response.json()["messages"][1] == {"role": "user", "content": "Say hello to Ada in one short sentence."}
 
 
-def test_rerun_keeps_user_and_prompt_and_adds_a_new_key():
+def _status(key: str) -> int:
+    return APIClient().get("/api/v1/prompts", HTTP_AUTHORIZATION=f"Bearer {key}").status_code
+
+
+def test_rerun_keeps_user_prompt_and_key_and_gives_the_key_a_new_secret():
     first = printed_key(run_demo("--password", PASSWORD))
     user = User.objects.get(username="demo")
     prompt = Prompt.objects.get(owner=user, name="greet")
+    demo_key = APIKey.objects.get(user=user)
 
-    second = printed_key(run_demo("--password", PASSWORD))
+    output = run_demo("--password", PASSWORD)
+    second = printed_key(output)
 
     assert User.objects.filter(username="demo").count() == 1
     assert User.objects.get(username="demo").pk == user.pk
@@ -102,12 +109,49 @@ def test_rerun_keeps_user_and_prompt_and_adds_a_new_key():
     assert PromptVersion.objects.filter(prompt=prompt).count() == 1
     assert PromptLabel.objects.filter(prompt=prompt).count() == 1
     assert LabelMove.objects.filter(prompt=prompt).count() == 1
-    # Plaintext keys are never stored, so each run must hand out a new one; the old one keeps working.
-    assert second["key"] != first["key"]
-    assert set(APIKey.objects.filter(user=user).values_list("prefix", flat=True)) == {
-        first["prefix"],
-        second["prefix"],
-    }
+    # One key, rotated: same row and prefix (so its scopes, limits and budgets stay), a new secret.
+    assert list(APIKey.objects.filter(user=user).values_list("pk", flat=True)) == [demo_key.pk]
+    assert second["prefix"] == first["prefix"] == demo_key.prefix
+    assert second["secret"] != first["secret"]
+    assert "the one printed before no longer works" in output
+    # Only the key just printed works.
+    assert _status(first["key"]) == 401
+    assert _status(second["key"]) == 200
+
+
+def test_rerun_revokes_the_demo_keys_left_by_earlier_versions():
+    """Earlier versions of the command created a key on every run and left them all active."""
+    run_demo("--password", PASSWORD)
+    user = User.objects.get(username="demo")
+    leftovers = [account_services.api_key_create(user=user, name="demo") for _ in range(2)]
+    mine, mine_plaintext = account_services.api_key_create(user=user, name="my own key")
+
+    output = run_demo("--password", PASSWORD)
+    printed = printed_key(output)
+
+    active_demo = APIKey.objects.filter(user=user, name="demo", is_active=True)
+    assert list(active_demo.values_list("prefix", flat=True)) == [printed["prefix"]]
+    assert printed["prefix"] == leftovers[-1][0].prefix  # the newest is the one kept, with a new secret
+    assert APIKey.objects.filter(user=user, name="demo", is_active=False).count() == 2
+    assert "2 older demo key(s) revoked" in output
+    assert [_status(plaintext) for _, plaintext in leftovers] == [401, 401]
+    assert _status(printed["key"]) == 200
+    # A key of the demo user's that the command did not make is left alone.
+    assert APIKey.objects.get(pk=mine.pk).is_active
+    assert _status(mine_plaintext) == 200
+
+
+def test_rerun_after_the_demo_key_was_revoked_creates_one():
+    first = printed_key(run_demo("--password", PASSWORD))
+    revoked = APIKey.objects.get(prefix=first["prefix"])
+    account_services.api_key_revoke(api_key=revoked)
+
+    second = printed_key(run_demo("--password", PASSWORD))
+
+    assert second["prefix"] != first["prefix"]
+    assert not APIKey.objects.get(pk=revoked.pk).is_active  # a revocation is never undone
+    assert _status(first["key"]) == 401
+    assert _status(second["key"]) == 200
 
 
 def test_rerun_leaves_a_moved_label_alone():

@@ -1,7 +1,9 @@
-"""`manage.py demo`: a demo superuser, a fresh API key and a `greet` prompt to try the platform with.
+"""`manage.py demo`: a demo superuser, an API key and a `greet` prompt to try the platform with.
 
-Safe to run again (`make run` runs it on every start): the user and the prompt are created once,
-only the API key is new each time, because a key's plaintext is never stored and cannot be shown again.
+Safe to run again (`make run` runs it on every start): the user, the prompt and the key are created once.
+A key's plaintext is never stored, so printing a usable key means giving it a new secret: each run rotates
+the demo key (the secret printed last time stops working; the key's id, prefix, scopes, limits and budgets
+stay), so there is only ever one working demo key, the one just printed.
 """
 
 import json
@@ -12,13 +14,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from accounts import selectors as account_selectors
 from accounts import services as account_services
-from accounts.models import User
+from accounts.models import APIKey, User
 from llmops.errors import NotFound
 from prompts import selectors, services
 from prompts.models import Prompt
 
 DEMO_USERNAME = "demo"
+DEMO_KEY_NAME = "demo"
 DEFAULT_PASSWORD = "demo-password-change-me"  # noqa: S105 - a documented development default, refused outside DEBUG
 PROMPT_NAME = "greet"
 PROMPT_LABEL = "production"
@@ -35,7 +39,10 @@ PROMPT_VERSION: dict[str, Any] = {
 
 
 class Command(BaseCommand):
-    help = "Creates (once) a demo superuser and a `greet` prompt, creates a new API key, and prints how to use them."
+    help = (
+        "Creates (once) a demo superuser, API key and `greet` prompt, gives the key a new secret (the previous one"
+        " stops working), and prints how to use them."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -54,7 +61,7 @@ class Command(BaseCommand):
             raise CommandError("DEBUG is off: give the demo user a password with --password or DEMO_PASSWORD.")
         with transaction.atomic():
             user, user_created = _demo_user(password=password)
-            api_key, plaintext = account_services.api_key_create(user=user, name="demo")
+            api_key, plaintext, key_state = _demo_key(user=user)
             prompt, prompt_created = _demo_prompt(owner=user)
         labels = {label.name: label.version.number for label in selectors.label_list(prompt=prompt)}
         self._print(
@@ -62,6 +69,7 @@ class Command(BaseCommand):
             password=password,
             plaintext=plaintext,
             prefix=api_key.prefix,
+            key_state=key_state,
             user_state="created" if user_created else "already there",
             prompt_state=(
                 f"{prompt.name}: v{prompt.latest_version_number}, labels "
@@ -71,7 +79,15 @@ class Command(BaseCommand):
         )
 
     def _print(
-        self, *, base_url: str, password: str, plaintext: str, prefix: str, user_state: str, prompt_state: str
+        self,
+        *,
+        base_url: str,
+        password: str,
+        plaintext: str,
+        prefix: str,
+        key_state: str,
+        user_state: str,
+        prompt_state: str,
     ) -> None:
         auth = f"-H 'Authorization: Bearer {plaintext}'"
         json_type = "-H 'Content-Type: application/json'"
@@ -84,7 +100,7 @@ class Command(BaseCommand):
             f"  Username:  {DEMO_USERNAME} ({user_state}, staff superuser)",
             f"  Password:  {password}",
             f"  API key:   {plaintext}",
-            f"             (prefix {prefix}; a new key each run, shown only now: only its hash is stored)",
+            f"             (prefix {prefix}; {key_state}; shown only now: only its hash is stored)",
             f"  Prompt:    {prompt_state}",
             f"  API docs:  {base_url}/api/docs/",
             "",
@@ -127,6 +143,25 @@ def _demo_user(*, password: str) -> tuple[User, bool]:
     if changed:
         user.save(update_fields=[*changed, "updated_at"])
     return user, False
+
+
+def _demo_key(*, user: User) -> tuple[APIKey, str, str]:
+    """The demo key with a new secret, and what happened to it. The newest active demo key is rotated
+    (its old secret stops at once); older active ones, left by the versions of this command that made a
+    key on every run, are revoked; a key is created when none is active."""
+    active = [
+        key for key in account_selectors.api_key_list(user=user).filter(name=DEMO_KEY_NAME) if key.status == "active"
+    ]
+    if not active:
+        api_key, plaintext = account_services.api_key_create(user=user, name=DEMO_KEY_NAME)
+        return api_key, plaintext, "created"
+    for older in active[1:]:
+        account_services.api_key_revoke(api_key=older)
+    api_key, plaintext = account_services.api_key_rotate(api_key=active[0])
+    state = "a new secret this run: the one printed before no longer works"
+    if active[1:]:
+        state += f"; {len(active) - 1} older demo key(s) revoked"
+    return api_key, plaintext, state
 
 
 def _demo_prompt(*, owner: User) -> tuple[Prompt, bool]:
