@@ -220,7 +220,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookEventEnum": "webhooks.models.WebhookEvent",
         "BatchStatusEnum": "runs.models.Batch.Status",
-        "BatchItemStatusEnum": "runs.batches.ITEM_STATUSES",
+        "BatchItemStatusEnum": "runs.batch_selectors.ITEM_STATUSES",
     },
 }
 
@@ -322,7 +322,7 @@ WEBHOOK_RECOVER_AFTER_S = env.float("WEBHOOK_RECOVER_AFTER_S", default=300.0)
 # but changing SECRET_KEY then needs the old derived key listed here. Set it in production.
 FIELD_ENCRYPTION_KEYS = [key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()]
 
-# Batches (runs.batches): items per batch, the size of an uploaded JSONL/CSV file (413 above it; the
+# Batches (runs.batch_services): items per batch, the size of an uploaded JSONL/CSV file (413 above it; the
 # upload is spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE and read line by line), how many bad
 # rows a refused batch reports, and the wait before dispatching again after a 429 without Retry-After.
 BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=100_000)

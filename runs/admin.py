@@ -6,7 +6,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from llmops.admin import ReadOnlyAdmin
-from runs import batches
+from runs import batch_selectors
 from runs.models import Batch, BatchItem, Run
 
 
@@ -95,33 +95,33 @@ class BatchAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Batch]:
         # The progress columns are annotations of one query per page (runs.batches._progress).
-        return batches.with_progress(super().get_queryset(request))
+        return batch_selectors.with_progress(super().get_queryset(request))
 
     @admin.display(description="pending")
     def pending(self, batch: Batch) -> int:
-        return batches.batch_progress(batch)["counts"]["pending"]
+        return batch_selectors.batch_progress(batch)["counts"]["pending"]
 
     @admin.display(description="in flight")
     def in_flight(self, batch: Batch) -> int:
-        counts = batches.batch_progress(batch)["counts"]
+        counts = batch_selectors.batch_progress(batch)["counts"]
         return counts["queued"] + counts["running"]
 
     @admin.display(description="succeeded")
     def succeeded(self, batch: Batch) -> int:
-        return batches.batch_progress(batch)["counts"]["succeeded"]
+        return batch_selectors.batch_progress(batch)["counts"]["succeeded"]
 
     @admin.display(description="failed")
     def failed(self, batch: Batch) -> int:
-        return batches.batch_progress(batch)["counts"]["failed"]
+        return batch_selectors.batch_progress(batch)["counts"]["failed"]
 
     @admin.display(description="canceled")
     def canceled(self, batch: Batch) -> int:
-        return batches.batch_progress(batch)["counts"]["canceled"]
+        return batch_selectors.batch_progress(batch)["counts"]["canceled"]
 
     @admin.display(description="tokens")
     def total_tokens(self, batch: Batch) -> int:
-        return batches.batch_progress(batch)["total_tokens"]
+        return batch_selectors.batch_progress(batch)["total_tokens"]
 
     @admin.display(description="cost (USD)")
     def total_cost(self, batch: Batch) -> Any:
-        return batches.batch_progress(batch)["total_cost"]
+        return batch_selectors.batch_progress(batch)["total_cost"]

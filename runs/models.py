@@ -52,11 +52,6 @@ class Run(BaseModel):
     # While running: the claim of attempt number `attempts` lapses at this time unless its worker
     # renews it (runs.leases). A run whose lease lapsed lost its worker; it is queued again.
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Set for runs dispatched by a batch (runs.batches): its next items go when this one finishes.
-    batch = models.ForeignKey(
-        "runs.Batch", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="runs"
-    )
-
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -91,7 +86,7 @@ class Run(BaseModel):
 
 
 class Batch(BaseModel):
-    """Many runs of one prompt version, one per item, at most `concurrency` in flight (runs.batches).
+    """Many runs of one prompt version, one per item, at most `concurrency` in flight (runs.batch_services).
 
     Progress, tokens and cost are derived from the items and their runs, never stored as counters.
     """
@@ -132,9 +127,9 @@ class Batch(BaseModel):
             ),
         ]
         indexes = [
-            # The owner's batch list, newest first: batches.batch_list.
+            # The owner's batch list, newest first: batch_selectors.batch_list.
             models.Index(fields=["owner", "-created_at"], name="batch_owner_created_idx"),
-            # Recovery re-dispatches unfinished batches: batches.batches_recover.
+            # Recovery re-dispatches unfinished batches: batch_services.batches_recover.
             models.Index(
                 fields=["created_at"], condition=Q(status__in=["queued", "running"]), name="batch_active_idx"
             ),
@@ -170,7 +165,7 @@ class BatchItem(BaseModel):
             models.UniqueConstraint(fields=["batch", "line"], name="batchitem_batch_line_uniq"),
         ]
         indexes = [
-            # The next items to dispatch, in line order: batches.batch_dispatch.
+            # The next items to dispatch, in line order: batch_services.batch_dispatch.
             models.Index(
                 fields=["batch", "line"], condition=Q(run__isnull=True, error_code=""), name="batchitem_pending_idx"
             ),

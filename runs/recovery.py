@@ -16,7 +16,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from runs import batches, services
+from runs import batch_services, services
 from webhooks.services import webhook_deliveries_recover
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 def recover_once() -> dict[str, int]:
     """One pass over runs, batches and webhook deliveries. Returns what it did, by kind."""
     counts = services.runs_recover()
-    counts["batches"] = batches.batches_recover()
+    counts["batches"] = batch_services.batches_recover()
     counts["webhooks"] = webhook_deliveries_recover()
     return counts
 

@@ -23,51 +23,20 @@ from dramatiq.middleware import TimeLimitExceeded
 
 from accounts.models import APIKey, User
 from billing import services as billing_services
-from llmops.errors import Conflict, NotFound, ValidationFailed
-from prompts import selectors as prompt_selectors
+from llmops.errors import Conflict
+from llmops.queue import send_or_log
 from prompts import services as prompt_services
-from prompts.models import PromptVersion
 from providers import clients, tokens
+from providers.checks import model_check
 from providers.models import Provider
-from runs import batches, leases
-from runs.models import Run
+from runs import checks, leases
+from runs.models import BatchItem, Run
 from runs.webhooks import run_event_emit
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LABEL = "production"
 # Rows per recovery step and pass: a backlog larger than this is worked off over several passes.
 BATCH = 1000
-
-
-def split_model(model: str) -> tuple[str, str]:
-    provider_name, _, model_id = model.partition("/")
-    return provider_name, model_id
-
-
-def _provider_for(model: str, *, field: str) -> tuple[Provider, str]:
-    """The enabled provider and model id of a `<provider>/<model id>` string, checked up front so a
-    bad model is a 400 now and not a failure in the worker."""
-    prompt_services.validate_model(model)
-    provider_name, model_id = split_model(model)
-    provider = Provider.objects.filter(name=provider_name).first()
-    if provider is None:
-        raise ValidationFailed(
-            f"Unknown provider {provider_name!r}.",
-            fields={field: [f"No provider named {provider_name!r}; staff add providers in the admin."]},
-            code="unknown_provider",
-        )
-    if not provider.enabled:
-        raise ValidationFailed(
-            f"Provider {provider_name!r} is disabled.",
-            fields={field: ["This provider is disabled."]},
-            code="provider_disabled",
-        )
-    try:
-        clients.check_model(provider=provider, model_id=model_id)
-    except clients.ProviderError as exc:
-        raise ValidationFailed(exc.message, fields={field: [exc.message]}, code=exc.code) from None
-    return provider, model_id
 
 
 def messages_for(rendered: dict[str, Any]) -> list[dict[str, str]]:
@@ -79,29 +48,6 @@ def messages_for(rendered: dict[str, Any]) -> list[dict[str, str]]:
 
 def _request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _resolve_version(
-    *, owner: User, prompt_ref: str | None, prompt_version_id: uuid.UUID | None, version: int | None, label: str | None
-) -> PromptVersion:
-    if prompt_version_id is not None:
-        found = PromptVersion.objects.select_related("prompt").filter(pk=prompt_version_id, prompt__owner=owner).first()
-        if found is None:
-            raise ValidationFailed(
-                "Prompt version not found.", fields={"prompt_version_id": ["No such prompt version."]}
-            )
-        return found
-    if not prompt_ref:
-        raise ValidationFailed("Which prompt?", fields={"prompt": ["This field is required."]})
-    try:
-        prompt = prompt_selectors.prompt_get(owner=owner, ref=prompt_ref)
-    except NotFound:
-        raise ValidationFailed("Prompt not found.", fields={"prompt": ["No such prompt."]}) from None
-    if version is None and label is None:
-        # With neither, a deployed prompt runs its `production` version, else the latest.
-        has_production = prompt.labels.filter(name=DEFAULT_LABEL).exists()
-        label = DEFAULT_LABEL if has_production else None
-    return prompt_selectors.version_resolve(prompt=prompt, version=version, label=label)
 
 
 def run_create(
@@ -143,11 +89,11 @@ def run_create(
             return _idempotent_replay(existing, request_hash), False
     billing_services.token_rate_check(api_key=api_key)
 
-    prompt_version = _resolve_version(
+    prompt_version = checks.prompt_version_check(
         owner=owner, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
     )
     rendered = prompt_services.prompt_render(version=prompt_version, values=variables)
-    provider, model_id = _provider_for(model or prompt_version.model, field="model" if model else "prompt")
+    provider, model_id = model_check(model=model or prompt_version.model, field="model" if model else "prompt")
     run_params = {**prompt_version.params, **overrides}
     # Always send a completion cap: it is what bounds the cost a budget reserves for the run.
     run_params.setdefault("max_tokens", settings.BUDGET_DEFAULT_MAX_TOKENS)
@@ -209,10 +155,7 @@ def _enqueue(run_id: uuid.UUID, delay_ms: int | None = None) -> bool:
     """
     from runs.tasks import execute_run  # the actor module imports this one
 
-    try:
-        execute_run.send_with_options(args=(str(run_id),), delay=delay_ms)
-    except Exception:
-        logger.warning("run message not sent; recovery will send it", extra={"run_id": str(run_id)}, exc_info=True)
+    if not send_or_log(execute_run, str(run_id), delay_ms=delay_ms, what="run message", run_id=str(run_id)):
         return False
     try:
         Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, enqueued_at__isnull=True).update(
@@ -305,8 +248,19 @@ def run_finish(
         else:
             billing_services.budget_release(run_id=run.pk)
         run_event_emit(run_id=run.pk)
-        batches.on_run_finished(run)
+        _dispatch_its_batch_on_commit(run)
     return True
+
+
+def _dispatch_its_batch_on_commit(run: Run) -> None:
+    """A batch's run that finishes frees a slot: its batch dispatches again once the finish commits."""
+    from runs.tasks import dispatch_batch  # the actor module imports this one
+
+    batch_id = BatchItem.objects.filter(run_id=run.pk).values_list("batch_id", flat=True).first()
+    if batch_id is not None:
+        transaction.on_commit(
+            lambda: send_or_log(dispatch_batch, str(batch_id), what="batch dispatch", batch_id=str(batch_id))
+        )
 
 
 def _backoff_ms(attempt: int, retry_after: float | None) -> int:

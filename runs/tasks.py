@@ -7,7 +7,7 @@ comes back empty cannot take the schedule with it.
 import dramatiq
 from django.conf import settings
 
-from runs import batches, services
+from runs import batch_services, services
 
 
 # Transient provider errors are retried by services.run_execute itself (it knows the attempt count
@@ -26,7 +26,7 @@ def execute_run(run_id: str) -> None:
 
 
 # Idempotent under the batch's row lock, so a redelivery or a retry after a crash dispatches nothing
-# twice; each finished batch run sends one (runs.batches.on_run_finished).
+# twice; each finished batch run sends one (runs.services.run_finish).
 @dramatiq.actor(queue_name="batches", max_retries=5, time_limit=300_000, min_backoff=1000, max_backoff=30_000)
 def dispatch_batch(batch_id: str) -> None:
-    batches.batch_dispatch(batch_id=batch_id)
+    batch_services.batch_dispatch(batch_id=batch_id)

@@ -35,6 +35,7 @@ from dramatiq.middleware import TimeLimitExceeded
 
 from accounts.models import User
 from llmops.errors import ValidationFailed
+from llmops.queue import send_or_log
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.secrets import SECRET_PREFIX, SecretUndecryptable, secret_decrypt, secret_encrypt
 from webhooks.url_guard import URLRefused, URLUnresolvable, url_check
@@ -153,14 +154,9 @@ def _enqueue(delivery_id: uuid.UUID, delay_ms: int | None = None) -> bool:
     committed already, and webhook_deliveries_recover sends it if this message is lost."""
     from webhooks.tasks import deliver_webhook  # the actor module imports this one
 
-    try:
-        deliver_webhook.send_with_options(args=(str(delivery_id),), delay=delay_ms)
-    except Exception:  # the broker's errors name the broker, never a webhook secret
-        logger.exception(
-            "webhook delivery not enqueued; recovery will send it", extra={"delivery_id": str(delivery_id)}
-        )
-        return False
-    return True
+    return send_or_log(
+        deliver_webhook, str(delivery_id), delay_ms=delay_ms, what="webhook delivery", delivery_id=str(delivery_id)
+    )
 
 
 def webhook_deliveries_recover(*, now: datetime | None = None) -> int:

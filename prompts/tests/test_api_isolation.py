@@ -44,12 +44,15 @@ WEBHOOK_ENDPOINTS = {
 }
 
 
+_APPS = ("prompts", "accounts", "webhooks")
+
+
 def _api_endpoints(patterns=None) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for pattern in get_resolver().url_patterns if patterns is None else patterns:
         if isinstance(pattern, URLResolver):
             found |= _api_endpoints(pattern.url_patterns)
-        elif isinstance(pattern, URLPattern) and pattern.callback.__module__.split(".")[0] in ("prompts", "accounts", "webhooks"):
+        elif isinstance(pattern, URLPattern) and pattern.callback.__module__.split(".")[0] in _APPS:
             actions = getattr(pattern.callback, "actions", {})
             # HEAD is GET without a body; DRF maps it wherever GET is.
             found |= {(str(pattern.name), method) for method in actions if method != "head"}

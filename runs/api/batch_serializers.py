@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from llmops.serializers import StrictInputSerializer
-from runs import batches
+from runs import batch_selectors, batch_services
 from runs.api.serializers import MAX_METADATA_KEYS, PromptVersionRefSerializer
 from runs.models import Batch
 
@@ -17,7 +17,7 @@ class BatchItemInputSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, help_text="The version's variables for this item.")
     key = serializers.CharField(
         required=False,
-        max_length=batches.MAX_KEY_LENGTH,
+        max_length=batch_services.MAX_KEY_LENGTH,
         help_text="Unique in the batch; default: the item's index. Results carry it.",
     )
 
@@ -38,9 +38,9 @@ class _BatchOptionsSerializer(StrictInputSerializer):
         help_text="Resolved once, when the batch is created. Default: `production` if set, else latest.",
     )
     concurrency = serializers.IntegerField(
-        min_value=batches.MIN_CONCURRENCY,
-        max_value=batches.MAX_CONCURRENCY,
-        default=batches.DEFAULT_CONCURRENCY,
+        min_value=batch_services.MIN_CONCURRENCY,
+        max_value=batch_services.MAX_CONCURRENCY,
+        default=batch_services.DEFAULT_CONCURRENCY,
         help_text="Most runs of this batch in flight at once.",
     )
     params = serializers.JSONField(
@@ -154,7 +154,7 @@ class BatchSerializer(PromptVersionRefSerializer):
     def _progress(self, batch: Batch) -> dict[str, Any]:
         cached: dict[str, Any] | None = getattr(batch, "_progress_cache", None)
         if cached is None:
-            cached = batches.batch_progress(batch)
+            cached = batch_selectors.batch_progress(batch)
             batch._progress_cache = cached  # type: ignore[attr-defined]
         return cached
 
@@ -202,7 +202,7 @@ class BatchResultSerializer(serializers.Serializer):
 
     key = serializers.CharField()
     line = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=list(batches.ITEM_STATUSES))
+    status = serializers.ChoiceField(choices=list(batch_selectors.ITEM_STATUSES))
     variables = serializers.DictField()
     output = serializers.CharField(allow_null=True)
     usage = serializers.DictField(child=serializers.IntegerField(allow_null=True), allow_null=True)

@@ -14,7 +14,7 @@ from rest_framework.settings import api_settings
 
 from accounts.models import APIKey, Scope
 from llmops.schema import ErrorSerializer
-from runs import batches
+from runs import batch_files, batch_selectors, batch_services
 from runs.api.batch_serializers import (
     BatchCreatedSerializer,
     BatchCreateSerializer,
@@ -98,7 +98,7 @@ class BatchViewSet(viewsets.GenericViewSet):
         # A plain dict, not the QueryDict: DRF would read a blank `?status=` as absent instead of invalid.
         filters = BatchFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        return batches.batch_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
+        return batch_selectors.batch_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
 
     def handle_exception(self, exc: Exception) -> Response:
         # Errors are JSON whatever export format was asked for.
@@ -111,7 +111,7 @@ class BatchViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(BatchSerializer(page, many=True, context={"request": request}).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
         return Response(BatchSerializer(batch, context={"request": request}).data)
 
     def create(self, request: Request) -> Response:
@@ -125,20 +125,20 @@ class BatchViewSet(viewsets.GenericViewSet):
             if upload.size > settings.BATCH_UPLOAD_MAX_BYTES:
                 raise PayloadTooLarge(f"The upload is larger than {settings.BATCH_UPLOAD_MAX_BYTES} bytes.")
             file_format = options.pop("format", None) or ("csv" if upload.name.lower().endswith(".csv") else "jsonl")
-            lines = batches.text_lines(upload)  # line by line from memory or the spooled temporary file
-            rows = batches.rows_from_csv(lines) if file_format == "csv" else batches.rows_from_jsonl(lines)
+            lines = batch_files.text_lines(upload)  # line by line from memory or the spooled temporary file
+            rows = batch_files.rows_from_csv(lines) if file_format == "csv" else batch_files.rows_from_jsonl(lines)
         else:
             inline = BatchCreateSerializer(data=request.data)
             inline.is_valid(raise_exception=True)
             options = dict(inline.validated_data)
-            rows = batches.rows_from_items(options.pop("items"))
-        batch, skipped = batches.batch_create(
+            rows = batch_files.rows_from_items(options.pop("items"))
+        batch, skipped = batch_services.batch_create(
             owner=request.user,  # type: ignore[arg-type]
             api_key=request.auth if isinstance(request.auth, APIKey) else None,
             items=rows,
             **options,
         )
-        created = batches.batch_get(owner=request.user, batch_id=batch.pk)  # type: ignore[arg-type]
+        created = batch_selectors.batch_get(owner=request.user, batch_id=batch.pk)  # type: ignore[arg-type]
         created.skipped = skipped  # type: ignore[attr-defined]
         body = BatchCreatedSerializer(created, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
@@ -150,9 +150,9 @@ class BatchViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
-        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
-        batches.batch_cancel(batch=batch)
-        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch_services.batch_cancel(batch=batch)
+        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
         return Response(BatchSerializer(batch, context={"request": request}).data)
 
     @extend_schema(
@@ -168,8 +168,8 @@ class BatchViewSet(viewsets.GenericViewSet):
             ),
             (200, "text/csv"): OpenApiResponse(
                 OpenApiTypes.STR,
-                description=f"CSV, streamed: a header row ({', '.join(batches.CSV_COLUMNS)}) then one row per item; "
-                "`variables` is JSON text.",
+                description=f"CSV, streamed: a header row ({', '.join(batch_files.CSV_COLUMNS)}) then one row per "
+                "item; `variables` is JSON text.",
             ),
             # Errors stay JSON whatever format was asked for (handle_exception).
             **{
@@ -191,11 +191,11 @@ class BatchViewSet(viewsets.GenericViewSet):
     def results(self, request: Request, pk: str) -> StreamingHttpResponse:
         if request.query_params.get("format") == "":  # DRF reads a blank ?format= as none given
             raise exceptions.NotFound("Unknown format; give jsonl or csv.")
-        batch = batches.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
         if request.accepted_renderer.format == "csv":
-            stream, content_type, extension = batches.results_csv(batch), "text/csv; charset=utf-8", "csv"
+            stream, content_type, extension = batch_files.results_csv(batch), "text/csv; charset=utf-8", "csv"
         else:
-            stream, content_type, extension = batches.results_jsonl(batch), "application/x-ndjson", "jsonl"
+            stream, content_type, extension = batch_files.results_jsonl(batch), "application/x-ndjson", "jsonl"
         response = StreamingHttpResponse(stream, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.{extension}"'
         return response

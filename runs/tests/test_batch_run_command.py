@@ -160,7 +160,7 @@ def test_interrupted_half_way_then_rerun_writes_every_item_exactly_once(
     assert {r["status"] for r in partial} == {"succeeded"}
     interrupted = Batch.objects.get()
     assert interrupted.status == Batch.Status.CANCELED
-    assert not Run.objects.filter(batch=interrupted, status__in=["queued", "running"]).exists()
+    assert not Run.objects.filter(batch_item__batch=interrupted, status__in=["queued", "running"]).exists()
 
     second = _command(source, output)
     stdout, stderr = second.communicate(timeout=120)

@@ -24,9 +24,10 @@ from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
 from providers.models import Provider
 from providers.tests.openai_server import error, slow
-from runs import batches
+from runs import batch_files, batch_selectors, batch_services
 from runs import services as run_services
 from runs.models import Batch, BatchItem, Run
+from runs.tasks import dispatch_batch
 from runs.tests.worker import drain
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -55,11 +56,11 @@ def _items(*names, **extra):
 
 
 def _create(owner, version, items, **options):
-    batch, skipped = batches.batch_create(
+    batch, skipped = batch_services.batch_create(
         owner=owner,
         api_key=None,
         prompt=str(version.prompt_id),
-        items=batches.rows_from_items(items),
+        items=batch_files.rows_from_items(items),
         **options,
     )
     return batch, skipped
@@ -72,7 +73,7 @@ def _wait_for_batch(batch_id, *, timeout=30.0, until=(Batch.Status.COMPLETED, Ba
         if batch.status in until:
             return batch
         if time.monotonic() > deadline:
-            counts = batches.batch_progress(batch)["counts"]
+            counts = batch_selectors.batch_progress(batch)["counts"]
             raise AssertionError(f"batch still {batch.status} after {timeout}s: {counts}")
         time.sleep(0.05)
 
@@ -187,8 +188,8 @@ def test_too_many_items_is_refused(alice_client, version):
 def test_a_label_is_resolved_once_at_creation(alice, version, db):
     prompt = version.prompt
     prompt_services.label_move(prompt=prompt, label="production", version_number=1, moved_by=alice)
-    batch, _ = batches.batch_create(
-        owner=alice, api_key=None, prompt="greet", label="production", items=batches.rows_from_items(_items("Ada"))
+    batch, _ = batch_services.batch_create(
+        owner=alice, api_key=None, prompt="greet", label="production", items=batch_files.rows_from_items(_items("Ada"))
     )
     v2 = prompt_services.prompt_version_create(
         prompt=prompt,
@@ -199,9 +200,9 @@ def test_a_label_is_resolved_once_at_creation(alice, version, db):
     )
     prompt_services.label_move(prompt=prompt, label="production", version_number=v2.number, moved_by=alice)
 
-    batches.batch_dispatch(batch_id=batch.pk)
+    batch_services.batch_dispatch(batch_id=batch.pk)
 
-    run = Run.objects.get(batch=batch)
+    run = Run.objects.get(batch_item__batch=batch)
     assert run.prompt_version_id == version.pk
     assert run.rendered_input == [{"role": "user", "content": "Greet Ada 1 times."}]
 
@@ -295,21 +296,21 @@ def test_an_upload_over_the_limit_is_413(alice_client, version):
 def test_dispatch_respects_the_limit_and_is_idempotent(alice, version):
     batch, _ = _create(alice, version, _items("A", "B", "C", "D", "E"), concurrency=2)
 
-    assert batches.batch_dispatch(batch_id=batch.pk) == 2
-    assert batches.batch_dispatch(batch_id=batch.pk) == 0  # a repeated message changes nothing
+    assert batch_services.batch_dispatch(batch_id=batch.pk) == 2
+    assert batch_services.batch_dispatch(batch_id=batch.pk) == 0  # a repeated message changes nothing
 
     batch.refresh_from_db()
     assert batch.status == Batch.Status.RUNNING
-    dispatched = list(batch.items.filter(run__isnull=False).values_list("key", "run__status", "run__batch"))
-    assert dispatched == [("k-A", "queued", batch.pk), ("k-B", "queued", batch.pk)]
+    dispatched = list(batch.items.filter(run__isnull=False).values_list("key", "run__status"))
+    assert dispatched == [("k-A", "queued"), ("k-B", "queued")]
     run = Run.objects.get(batch_item__key="k-A")
     assert run.metadata == {"batch": str(batch.pk), "batch_item": "k-A"}
     assert run.variables == {"name": "A"}
 
     Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
-    assert batches.batch_dispatch(batch_id=batch.pk) == 1
+    assert batch_services.batch_dispatch(batch_id=batch.pk) == 1
     assert batch.items.get(key="k-C").run is not None
-    assert batches.batch_progress(batch)["counts"] == {
+    assert batch_selectors.batch_progress(batch)["counts"] == {
         "pending": 2,
         "queued": 2,
         "running": 0,
@@ -323,7 +324,7 @@ def test_an_item_refused_at_dispatch_records_its_error_and_counts_as_failed(alic
     batch, _ = _create(alice, version, _items("A", "B"), concurrency=1)
     Provider.objects.filter(name="testllm").update(enabled=False)
 
-    assert batches.batch_dispatch(batch_id=batch.pk) == 0
+    assert batch_services.batch_dispatch(batch_id=batch.pk) == 0
 
     items = list(batch.items.order_by("line"))
     assert [(i.error_code, i.run_id, i.status) for i in items] == [
@@ -332,42 +333,42 @@ def test_an_item_refused_at_dispatch_records_its_error_and_counts_as_failed(alic
     ]
     batch.refresh_from_db()
     assert batch.status == Batch.Status.COMPLETED  # every item finished, even though all failed
-    assert batches.batch_progress(batch)["counts"]["failed"] == 2
+    assert batch_selectors.batch_progress(batch)["counts"]["failed"] == 2
     assert Run.objects.count() == 0
 
 
 def test_a_long_run_of_refused_items_is_dispatched_in_bounded_steps(alice, version, monkeypatch):
     batch, _ = _create(alice, version, _items("A", "B", "C", "D", "E"), concurrency=1)
     Provider.objects.filter(name="testllm").update(enabled=False)
-    monkeypatch.setattr(batches, "DISPATCH_SCAN_LIMIT", 2)
-    monkeypatch.setattr(batches, "_send_dispatch", lambda batch_id, delay_ms=None: None)
+    monkeypatch.setattr(batch_services, "DISPATCH_SCAN_LIMIT", 2)
+    monkeypatch.setattr(batch_services, "_send_dispatch", lambda batch_id, delay_ms=None: None)
 
     steps = 0
     while batch.status != Batch.Status.COMPLETED:
-        batches.batch_dispatch(batch_id=batch.pk)  # each stopped at the limit, asking for another call
+        batch_services.batch_dispatch(batch_id=batch.pk)  # each stopped at the limit, asking for another call
         batch.refresh_from_db()
         steps += 1
         assert steps < 10
 
     assert steps == 3  # 2 + 2 + 1 items examined
-    assert batches.batch_progress(batch)["counts"]["failed"] == 5
+    assert batch_selectors.batch_progress(batch)["counts"]["failed"] == 5
 
 
 def test_a_batch_run_canceled_on_its_own_dispatches_the_batch_again(
     alice_client, alice, version, monkeypatch, django_capture_on_commit_callbacks
 ):
     batch, _ = _create(alice, version, _items("A", "B"), concurrency=1)
-    batches.batch_dispatch(batch_id=batch.pk)
-    run = Run.objects.get(batch=batch)
+    batch_services.batch_dispatch(batch_id=batch.pk)
+    run = Run.objects.get(batch_item__batch=batch)
     sent = []
-    monkeypatch.setattr(batches, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append(batch_id))
+    monkeypatch.setattr(dispatch_batch, "send_with_options", lambda args, delay=None: sent.append(args))
 
     with django_capture_on_commit_callbacks(execute=True):
         assert alice_client.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 200
 
-    assert sent == [batch.pk]  # the hook in runs.services.run_cancel
-    assert batches.batch_dispatch(batch_id=batch.pk) == 1
-    assert batches.batch_progress(batch)["counts"] == {
+    assert sent == [(str(batch.pk),)]  # sent by runs.services.run_finish, whatever ended the run
+    assert batch_services.batch_dispatch(batch_id=batch.pk) == 1
+    assert batch_selectors.batch_progress(batch)["counts"] == {
         "pending": 0,
         "queued": 1,
         "running": 0,
@@ -380,11 +381,11 @@ def test_a_batch_run_canceled_on_its_own_dispatches_the_batch_again(
 def test_recovery_dispatches_unfinished_batches_again(alice, version, monkeypatch):
     active, _ = _create(alice, version, _items("A"))
     done, _ = _create(alice, version, _items("B"))
-    batches.batch_cancel(batch=done)
+    batch_services.batch_cancel(batch=done)
     sent = []
-    monkeypatch.setattr(batches, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append(batch_id))
+    monkeypatch.setattr(batch_services, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append(batch_id))
 
-    assert batches.batches_recover() == 1
+    assert batch_services.batches_recover() == 1
     assert sent == [active.pk]
 
 
@@ -404,10 +405,12 @@ def test_a_429_at_dispatch_stops_and_tries_again_later(alice, version, monkeypat
 
     monkeypatch.setattr(run_services, "run_create", limited)
     sent = []
-    monkeypatch.setattr(batches, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append((batch_id, delay_ms)))
+    monkeypatch.setattr(
+        batch_services, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append((batch_id, delay_ms))
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert batches.batch_dispatch(batch_id=batch.pk) == 1
+        assert batch_services.batch_dispatch(batch_id=batch.pk) == 1
 
     assert calls == ["A", "B"]  # stopped at the 429
     assert sent == [(batch.pk, 7000)]
@@ -416,7 +419,7 @@ def test_a_429_at_dispatch_stops_and_tries_again_later(alice, version, monkeypat
         ("k-B", ""),  # not refused: still pending
         ("k-C", ""),
     ]
-    assert batches.batch_progress(batch)["counts"]["pending"] == 2
+    assert batch_selectors.batch_progress(batch)["counts"]["pending"] == 2
 
 
 def test_the_keys_tokens_per_minute_limit_pauses_dispatch(
@@ -427,24 +430,24 @@ def test_the_keys_tokens_per_minute_limit_pauses_dispatch(
     key, _ = account_services.api_key_create(user=alice, name="batch key")
     key.tokens_per_minute = 10
     key.save()
-    batch, _ = batches.batch_create(
-        owner=alice, api_key=key, prompt="greet", items=batches.rows_from_items(_items("A", "B"))
+    batch, _ = batch_services.batch_create(
+        owner=alice, api_key=key, prompt="greet", items=batch_files.rows_from_items(_items("A", "B"))
     )
     billing_services.token_usage_record(api_key=key, tokens=10)  # this minute's tokens are used up
     sent = []
-    monkeypatch.setattr(batches, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append(delay_ms))
+    monkeypatch.setattr(batch_services, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append(delay_ms))
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert batches.batch_dispatch(batch_id=batch.pk) == 0
+        assert batch_services.batch_dispatch(batch_id=batch.pk) == 0
 
     assert len(sent) == 1 and 0 < sent[0] <= 60_000  # until the minute ends
-    assert batches.batch_progress(batch)["counts"]["pending"] == 2
+    assert batch_selectors.batch_progress(batch)["counts"]["pending"] == 2
     assert not batch.items.exclude(error_code="").exists()
 
 
 def test_cancel_cancels_pending_items_and_queued_runs(alice_client, alice, version):
     batch, _ = _create(alice, version, _items("A", "B", "C"), concurrency=2)
-    batches.batch_dispatch(batch_id=batch.pk)
+    batch_services.batch_dispatch(batch_id=batch.pk)
 
     response = alice_client.post(f"{URL}/{batch.pk}/cancel")
 
@@ -452,9 +455,9 @@ def test_cancel_cancels_pending_items_and_queued_runs(alice_client, alice, versi
     body = response.json()
     assert body["status"] == "canceled" and body["finished_at"]
     assert body["counts"] == {"pending": 0, "queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 3}
-    assert set(Run.objects.filter(batch=batch).values_list("status", flat=True)) == {"canceled"}
+    assert set(Run.objects.filter(batch_item__batch=batch).values_list("status", flat=True)) == {"canceled"}
     assert batch.items.get(key="k-C").error_code == "canceled"
-    assert batches.batch_dispatch(batch_id=batch.pk) == 0  # a canceled batch dispatches nothing
+    assert batch_services.batch_dispatch(batch_id=batch.pk) == 0  # a canceled batch dispatches nothing
 
     again = alice_client.post(f"{URL}/{batch.pk}/cancel")
     assert again.status_code == 409
@@ -499,7 +502,7 @@ def test_scopes(alice, version):
 def test_list_filters_by_status(alice_client, alice, version):
     first, _ = _create(alice, version, _items("A"))
     second, _ = _create(alice, version, _items("B"))
-    batches.batch_cancel(batch=second)
+    batch_services.batch_cancel(batch=second)
 
     assert [b["id"] for b in alice_client.get(URL).json()["results"]] == [str(second.pk), str(first.pk)]
     assert [b["id"] for b in alice_client.get(URL, {"status": "canceled"}).json()["results"]] == [str(second.pk)]
@@ -543,7 +546,7 @@ def test_a_batch_runs_every_item_then_completes_with_progress_tokens_and_cost(
     batch = _wait_for_batch(response.json()["id"])
 
     assert batch.status == Batch.Status.COMPLETED and batch.finished_at is not None
-    runs = list(Run.objects.filter(batch=batch))
+    runs = list(Run.objects.filter(batch_item__batch=batch))
     assert len(runs) == 4 and {r.status for r in runs} == {"succeeded"}
     assert len(openai_server.chat_requests()) == 4
     body = alice_client.get(f"{URL}/{batch.pk}").json()
@@ -551,7 +554,7 @@ def test_a_batch_runs_every_item_then_completes_with_progress_tokens_and_cost(
     assert body["counts"] == {"pending": 0, "queued": 0, "running": 0, "succeeded": 4, "failed": 0, "canceled": 0}
     tokens = sum(r.total_tokens for r in runs)
     assert body["usage"] == {"total_tokens": tokens}
-    total = sum(CostLog.objects.filter(run__batch=batch).values_list("total_cost", flat=True))
+    total = sum(CostLog.objects.filter(run__batch_item__batch=batch).values_list("total_cost", flat=True))
     assert Decimal(body["cost"]["amount"]) == total > 0
     assert body["cost"]["unknown_cost_runs"] == 0
     delivery = WebhookDelivery.objects.get(endpoint=endpoint, event="batch.completed")
@@ -566,7 +569,7 @@ def test_failed_runs_still_complete_the_batch(alice, version, openai_server, wor
     batch = _wait_for_batch(batch.pk)
 
     assert batch.status == Batch.Status.COMPLETED
-    counts = batches.batch_progress(batch)["counts"]
+    counts = batch_selectors.batch_progress(batch)["counts"]
     assert (counts["succeeded"], counts["failed"]) == (2, 1)
     assert batch.items.get(key="k-A").run.error_code == "bad_request"
 
@@ -575,7 +578,7 @@ def _sample_in_flight(batch_id, stop, samples):
     # Each sampling thread has its own connection.
     try:
         while not stop.is_set():
-            samples.append(Run.objects.filter(batch_id=batch_id, status__in=["queued", "running"]).count())
+            samples.append(Run.objects.filter(batch_item__batch_id=batch_id, status__in=["queued", "running"]).count())
             time.sleep(0.02)
     finally:
         connection.close()
@@ -600,7 +603,7 @@ def test_never_more_than_concurrency_runs_in_flight(alice, version, openai_serve
     batch, samples = _run_sampled(alice, version, openai_server, items=5, concurrency=1, delay=0.2)
 
     assert batch.status == Batch.Status.COMPLETED
-    assert batches.batch_progress(batch)["counts"]["succeeded"] == 5
+    assert batch_selectors.batch_progress(batch)["counts"]["succeeded"] == 5
     assert max(samples) == 1
     assert len(samples) > 20
 
@@ -616,7 +619,7 @@ def test_the_limit_is_reached_but_never_exceeded_with_more_worker_threads(alice,
     finally:
         extra.stop()
 
-    assert batches.batch_progress(batch)["counts"]["succeeded"] == 12
+    assert batch_selectors.batch_progress(batch)["counts"]["succeeded"] == 12
     assert max(samples) == 3
 
 
@@ -658,7 +661,7 @@ def test_cancel_while_running_lets_running_runs_finish(alice_client, alice, vers
     openai_server.enqueue(*[slow(0.5) for _ in range(6)])
     batch, _ = _create(alice, version, _items(*"ABCDEF"), concurrency=2)
     deadline = time.monotonic() + 10
-    while not Run.objects.filter(batch=batch, status="running").exists():
+    while not Run.objects.filter(batch_item__batch=batch, status="running").exists():
         assert time.monotonic() < deadline, "no run started"
         time.sleep(0.02)
 
@@ -668,7 +671,7 @@ def test_cancel_while_running_lets_running_runs_finish(alice_client, alice, vers
 
     batch.refresh_from_db()
     assert batch.status == Batch.Status.CANCELED
-    counts = batches.batch_progress(batch)["counts"]
+    counts = batch_selectors.batch_progress(batch)["counts"]
     assert counts["pending"] == counts["queued"] == counts["running"] == 0
     assert counts["succeeded"] >= 1 and counts["canceled"] >= 4
     assert counts["succeeded"] + counts["canceled"] == 6

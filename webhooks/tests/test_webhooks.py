@@ -1035,7 +1035,7 @@ def test_a_broker_down_at_commit_does_not_fail_the_request_and_recovery_delivers
     assert response.status_code == 201, response.content
     [delivery] = WebhookDelivery.objects.all()
     assert (delivery.status, delivery.attempts) == (WebhookDelivery.Status.PENDING, 0)
-    assert "webhook delivery not enqueued; recovery will send it" in caplog.text
+    assert "webhook delivery not sent; recovery will send it" in caplog.text
     assert receiver.secret not in caplog.text
 
     monkeypatch.undo()  # the broker is back

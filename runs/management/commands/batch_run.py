@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from accounts.models import User
 from llmops.errors import Conflict, DomainError
-from runs import batches
+from runs import batch_files, batch_selectors, batch_services
 from runs.models import Batch, Run
 
 # Finished items are looked for since the latest finish already seen, less this margin: a run may
@@ -147,7 +147,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", required=True, type=Path, help="Results, one JSON object per line.")
         parser.add_argument("--format", choices=["jsonl", "csv"], help="Input format; default: by file extension.")
         parser.add_argument(
-            "--concurrency", type=int, default=batches.DEFAULT_CONCURRENCY, help="Most runs in flight at once."
+            "--concurrency", type=int, default=batch_services.DEFAULT_CONCURRENCY, help="Most runs in flight at once."
         )
         parser.add_argument("--wait", action="store_true", help="Wait for the results and write them to --output.")
         parser.add_argument("--skip-invalid", action="store_true", help="Leave invalid rows out instead of failing.")
@@ -183,7 +183,7 @@ class Command(BaseCommand):
             with source.open("rb") as f:
                 rows = self._remaining(self._rows(f, file_format), done)
                 try:
-                    batch, skipped = batches.batch_create(
+                    batch, skipped = batch_services.batch_create(
                         owner=owner,
                         api_key=None,
                         prompt=prompt,
@@ -232,15 +232,15 @@ class Command(BaseCommand):
 
     # --- input ---------------------------------------------------------------------------------
 
-    def _rows(self, f: IO[bytes], file_format: str) -> Iterator[batches.BatchRow]:
-        lines = batches.text_lines(f)
-        return batches.rows_from_csv(lines) if file_format == "csv" else batches.rows_from_jsonl(lines)
+    def _rows(self, f: IO[bytes], file_format: str) -> Iterator[batch_files.BatchRow]:
+        lines = batch_files.text_lines(f)
+        return batch_files.rows_from_csv(lines) if file_format == "csv" else batch_files.rows_from_jsonl(lines)
 
-    def _remaining(self, rows: Iterable[batches.BatchRow], done: set[str]) -> Iterator[batches.BatchRow]:
+    def _remaining(self, rows: Iterable[batch_files.BatchRow], done: set[str]) -> Iterator[batch_files.BatchRow]:
         for row in rows:
             if self.stopping.is_set():
                 raise Interrupted  # inside batch_create's transaction: it rolls back
-            if batches.row_key(row) in done:
+            if batch_files.row_key(row) in done:
                 self.already_done += 1
                 continue
             self.submitted += 1
@@ -278,7 +278,7 @@ class Command(BaseCommand):
                         interrupted = True
                         bar.write("Stopping: canceling the batch; running items may finish...", file=sys.stderr)
                         with contextlib.suppress(Conflict):  # it completed meanwhile
-                            batches.batch_cancel(batch=batch)
+                            batch_services.batch_cancel(batch=batch)
                         self._let_running_finish(batch, worker, options["grace"])
                         worker = None
                         break
@@ -295,20 +295,19 @@ class Command(BaseCommand):
         if status == Batch.Status.COMPLETED:
             return True
         # Canceled through the API: done once its running runs have finished.
-        return (
-            status == Batch.Status.CANCELED and not Run.objects.filter(batch=batch, status=Run.Status.RUNNING).exists()
-        )
+        running = Run.objects.filter(batch_item__batch=batch, status=Run.Status.RUNNING)
+        return status == Batch.Status.CANCELED and not running.exists()
 
     def _write_finished(self, batch: Batch, out: IO[str], bar: Any) -> None:
         since = self.watermark - _WATERMARK_MARGIN if self.watermark is not None else None
-        items = batches.batch_items(batch=batch, statuses=batches.WRITTEN_STATUSES, changed_since=since)
-        for item in items.iterator(chunk_size=batches.CHUNK_SIZE):
-            changed = batches.item_changed_at(item)
+        items = batch_selectors.batch_items(batch=batch, statuses=batch_selectors.WRITTEN_STATUSES, changed_since=since)
+        for item in items.iterator(chunk_size=batch_selectors.CHUNK_SIZE):
+            changed = batch_selectors.item_changed_at(item)
             if self.watermark is None or changed > self.watermark:
                 self.watermark = changed
             if item.key in self.written:
                 continue
-            result = batches.item_result(item)
+            result = batch_selectors.item_result(item)
             out.write(json.dumps(result, ensure_ascii=False) + "\n")  # one whole line, then flushed
             out.flush()
             self.written.add(item.key)
@@ -330,7 +329,8 @@ class Command(BaseCommand):
             worker.stop(timeout=int(grace * 1000))  # waits for the messages being processed
             return
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and Run.objects.filter(batch=batch, status=Run.Status.RUNNING).exists():
+        running = Run.objects.filter(batch_item__batch=batch, status=Run.Status.RUNNING)
+        while time.monotonic() < deadline and running.exists():
             time.sleep(0.2)
 
     # --- reporting -----------------------------------------------------------------------------

@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--since {since!r} is not an ISO 8601 date-time.")
             runs = runs.filter(created_at__gte=moment)
         if batch:
-            runs = runs.filter(batch_id=batch)
+            runs = runs.filter(batch_item__batch_id=batch)
         try:
             result = runs_export_wandb(runs=runs, name=name)
         except ValidationFailed as exc:

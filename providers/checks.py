@@ -1,0 +1,50 @@
+"""Checks of a `<provider>/<model id>` string, shared by everything that takes one (versions, runs,
+batches): check first, then do, so a bad model is a 400 now and not a failure in a worker."""
+
+import re
+
+from llmops.errors import ValidationFailed
+from providers import clients
+from providers.models import Provider
+
+# `<provider>/<model id>`: a provider name (a slug), then the provider's own id (which may hold `/`).
+MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}/[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
+_MODEL = re.compile(MODEL_PATTERN)
+MODEL_HELP = "Must be '<provider>/<model id>', e.g. 'local/smollm2' or 'hf/Qwen/Qwen2.5-1.5B-Instruct'."
+
+
+def model_split(model: str) -> tuple[str, str]:
+    provider_name, _, model_id = model.partition("/")
+    return provider_name, model_id
+
+
+def model_check(*, model: str, field: str) -> tuple[Provider, str]:
+    """The enabled provider and the model id of `model`, or a ValidationFailed naming `field`.
+
+    Checks, in order: the string's shape, that the provider exists and is enabled, and that the
+    provider lists the model (a cached listing; see clients.check_model).
+    """
+    if not isinstance(model, str) or not _MODEL.match(model):
+        raise ValidationFailed("Invalid model.", fields={field: [MODEL_HELP]})
+    provider_name, model_id = model_split(model)
+    provider = Provider.objects.filter(name=provider_name).first()
+    if provider is None:
+        known = ", ".join(Provider.objects.order_by("name").values_list("name", flat=True)) or "none yet"
+        raise ValidationFailed(
+            f"Unknown provider {provider_name!r}.",
+            fields={
+                field: [f"No provider named {provider_name!r} (known: {known}); staff add providers in the admin."]
+            },
+            code="unknown_provider",
+        )
+    if not provider.enabled:
+        raise ValidationFailed(
+            f"Provider {provider_name!r} is disabled.",
+            fields={field: ["This provider is disabled."]},
+            code="provider_disabled",
+        )
+    try:
+        clients.check_model(provider=provider, model_id=model_id)
+    except clients.ProviderError as exc:
+        raise ValidationFailed(exc.message, fields={field: [exc.message]}, code=exc.code) from None
+    return provider, model_id
