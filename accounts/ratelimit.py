@@ -1,4 +1,5 @@
-"""Request rate limits: who is counted, against which rate, and the count itself.
+"""Rate limits: requests per API key or client IP (who is counted, against which rate, the count
+itself), and run tokens per API key and minute.
 
 A request is counted against its API key when it carries one that authenticates, else against its
 client IP. Keys have two groups with separate rates: run creation and everything else; IPs have one.
@@ -10,16 +11,22 @@ This module imports no model, so that accounts.models can use `rate_is_valid` in
 
 import ipaddress
 import logging
+import math
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.urls import Resolver404, resolve
 from django_ratelimit.core import get_usage
+
+from llmops.errors import DomainError
 
 if TYPE_CHECKING:
     from accounts.models import APIKey
@@ -189,3 +196,60 @@ def count(request: HttpRequest, limit: Limit) -> Usage | None:
         reset=usage["time_left"] + 1,
         exceeded=usage["should_limit"],
     )
+
+
+class TokensRateLimited(DomainError):
+    """The API key used its tokens for the current minute; `retry_after` says when the minute ends."""
+
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+    code = "tokens_rate_limited"
+
+
+# Tokens per minute per API key. The counter lives in the shared cache (Redis in production), one
+# key per API key and minute; add + incr is atomic there, so concurrent workers never lose a count.
+
+
+def _tokens_limit(api_key: "APIKey") -> int:
+    if api_key.tokens_per_minute is not None:
+        return api_key.tokens_per_minute
+    return int(settings.RATE_LIMIT_TOKENS_PER_MINUTE)
+
+
+def _tokens_cache_key(api_key_id: Any, minute: int) -> str:
+    return f"billing:tpm:{api_key_id}:{minute}"  # the prefix predates this module: live counters keep it
+
+
+def token_rate_check(*, api_key: "APIKey | None") -> None:
+    """Refuses (429) a run when its key's tokens counted in the current minute reached the key's limit
+    (APIKey.tokens_per_minute, else RATE_LIMIT_TOKENS_PER_MINUTE; 0 is no limit)."""
+    if api_key is None:
+        return
+    limit = _tokens_limit(api_key)
+    if limit <= 0:
+        return
+    now = time.time()
+    minute = int(now // 60)
+    try:
+        used = int(cache.get(_tokens_cache_key(api_key.pk, minute), 0))
+    except Exception:  # an unreachable cache must not stop every run: fail open, loudly
+        logger.warning("tokens-per-minute counter unavailable; not enforced", exc_info=True)
+        return
+    if used >= limit:
+        raise TokensRateLimited(
+            f"This API key used {used} tokens this minute, its limit is {limit} tokens per minute.",
+            retry_after=max(1, math.ceil((minute + 1) * 60 - now)),
+        )
+
+
+def token_usage_record(*, api_key: "APIKey | None", tokens: int) -> None:
+    """Adds a finished run's tokens to its key's counter for the current minute (when a limit applies)."""
+    if api_key is None or tokens <= 0 or _tokens_limit(api_key) <= 0:
+        return
+    key = _tokens_cache_key(api_key.pk, int(time.time() // 60))
+    try:
+        # The first run of the minute creates the counter; the others increment it (atomic in Redis).
+        # It outlives its minute a little; checks only read the current minute's key.
+        if not cache.add(key, tokens, timeout=120):
+            cache.incr(key, tokens)
+    except Exception:  # counting is best effort; it must never fail a finished run
+        logger.warning("tokens-per-minute counter unavailable; usage not counted", exc_info=True)

@@ -2,16 +2,12 @@
 by id (no import of the runs app)."""
 
 import logging
-import math
-import time
 import uuid
 from datetime import date
 from decimal import ROUND_CEILING, Decimal
 from http import HTTPStatus
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -34,13 +30,6 @@ class BudgetRefused(DomainError):
 
     status_code = HTTPStatus.PAYMENT_REQUIRED
     code = "budget_exceeded"
-
-
-class TokensRateLimited(DomainError):
-    """The API key used its tokens for the current minute; `retry_after` says when the minute ends."""
-
-    status_code = HTTPStatus.TOO_MANY_REQUESTS
-    code = "tokens_rate_limited"
 
 
 def cost_record(
@@ -294,53 +283,3 @@ def budget_update(*, budget: Budget, amount: Decimal | None = None, window: str 
 def budget_delete(*, budget: Budget) -> None:
     """Deletes the budget and its reservations; runs in flight are no longer limited by it."""
     budget.delete()
-
-
-# Tokens per minute per API key. The counter lives in the shared cache (Redis in production), one
-# key per API key and minute; add + incr is atomic there, so concurrent workers never lose a count.
-
-
-def _tokens_limit(api_key: APIKey) -> int:
-    if api_key.tokens_per_minute is not None:
-        return api_key.tokens_per_minute
-    return int(settings.RATE_LIMIT_TOKENS_PER_MINUTE)
-
-
-def _tokens_cache_key(api_key_id: Any, minute: int) -> str:
-    return f"billing:tpm:{api_key_id}:{minute}"
-
-
-def token_rate_check(*, api_key: APIKey | None) -> None:
-    """Refuses (429) a run when its key's tokens counted in the current minute reached the key's limit
-    (APIKey.tokens_per_minute, else RATE_LIMIT_TOKENS_PER_MINUTE; 0 is no limit)."""
-    if api_key is None:
-        return
-    limit = _tokens_limit(api_key)
-    if limit <= 0:
-        return
-    now = time.time()
-    minute = int(now // 60)
-    try:
-        used = int(cache.get(_tokens_cache_key(api_key.pk, minute), 0))
-    except Exception:  # an unreachable cache must not stop every run: fail open, loudly
-        logger.warning("tokens-per-minute counter unavailable; not enforced", exc_info=True)
-        return
-    if used >= limit:
-        raise TokensRateLimited(
-            f"This API key used {used} tokens this minute, its limit is {limit} tokens per minute.",
-            retry_after=max(1, math.ceil((minute + 1) * 60 - now)),
-        )
-
-
-def token_usage_record(*, api_key: APIKey | None, tokens: int) -> None:
-    """Adds a finished run's tokens to its key's counter for the current minute (when a limit applies)."""
-    if api_key is None or tokens <= 0 or _tokens_limit(api_key) <= 0:
-        return
-    key = _tokens_cache_key(api_key.pk, int(time.time() // 60))
-    try:
-        # The first run of the minute creates the counter; the others increment it (atomic in Redis).
-        # It outlives its minute a little; checks only read the current minute's key.
-        if not cache.add(key, tokens, timeout=120):
-            cache.incr(key, tokens)
-    except Exception:  # counting is best effort; it must never fail a finished run
-        logger.warning("tokens-per-minute counter unavailable; usage not counted", exc_info=True)

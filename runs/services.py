@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
+from accounts import ratelimit
 from accounts.models import APIKey, User
 from billing import services as billing_services
 from llmops.errors import Conflict
@@ -87,7 +88,7 @@ def run_create(
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, request_hash), False
-    billing_services.token_rate_check(api_key=api_key)
+    ratelimit.token_rate_check(api_key=api_key)
 
     prompt_version = checks.prompt_version_check(
         owner=owner, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
@@ -339,7 +340,7 @@ def _record_success(run: Run, attempt: int, provider: Provider, completion: Any)
     if completion_tokens is None:
         completion_tokens = tokens.estimate_tokens(provider=provider, model_id=run.model, text=completion.text)
     # Counted before the run shows as succeeded: the provider spent these tokens whatever happens next.
-    billing_services.token_usage_record(api_key=run.api_key, tokens=prompt_tokens + completion_tokens)
+    ratelimit.token_usage_record(api_key=run.api_key, tokens=prompt_tokens + completion_tokens)
     result = RunResult(
         output=completion.text,
         finish_reason=completion.finish_reason or "",

@@ -17,6 +17,7 @@ from django.db import connection
 from django.test import override_settings
 from dramatiq.brokers.stub import StubBroker
 
+from accounts import ratelimit
 from accounts import services as account_services
 from billing.models import CostLog, ModelPrice
 from llmops.errors import DomainError, ValidationFailed
@@ -425,7 +426,6 @@ def test_a_429_at_dispatch_stops_and_tries_again_later(alice, version, monkeypat
 def test_the_keys_tokens_per_minute_limit_pauses_dispatch(
     alice, version, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from billing import services as billing_services
 
     key, _ = account_services.api_key_create(user=alice, name="batch key")
     key.tokens_per_minute = 10
@@ -433,7 +433,7 @@ def test_the_keys_tokens_per_minute_limit_pauses_dispatch(
     batch, _ = batch_services.batch_create(
         owner=alice, api_key=key, prompt="greet", items=batch_files.rows_from_items(_items("A", "B"))
     )
-    billing_services.token_usage_record(api_key=key, tokens=10)  # this minute's tokens are used up
+    ratelimit.token_usage_record(api_key=key, tokens=10)  # this minute's tokens are used up
     sent = []
     monkeypatch.setattr(batch_services, "_send_dispatch", lambda batch_id, delay_ms=None: sent.append(delay_ms))
 

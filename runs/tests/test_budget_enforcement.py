@@ -12,6 +12,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts import ratelimit
 from accounts.models import APIKey
 from billing import selectors as billing_selectors
 from billing import services as billing_services
@@ -287,9 +288,9 @@ def test_the_default_limit_applies_unless_the_key_overrides_it(alice_client, bob
     alice_key, bob_key = _client_key(alice), APIKey.objects.get(user=bob, name="test")
     _not_near_the_end_of_a_minute(margin=5)
 
-    billing_services.token_usage_record(api_key=alice_key, tokens=60)
-    billing_services.token_usage_record(api_key=alice_key, tokens=40)  # add + incr: 100
-    billing_services.token_usage_record(api_key=bob_key, tokens=99)
+    ratelimit.token_usage_record(api_key=alice_key, tokens=60)
+    ratelimit.token_usage_record(api_key=alice_key, tokens=40)  # add + incr: 100
+    ratelimit.token_usage_record(api_key=bob_key, tokens=99)
 
     assert_error(_post_run(alice_client), 429, "tokens_rate_limited")
     assert _post_run(bob_client).status_code == 202  # 99 < 100
