@@ -3,7 +3,7 @@
 #   make run     start the platform on 127.0.0.1:8000 (SQLite + in-process broker unless
 #                DATABASE_URL / REDIS_URL are set), with a demo user, API key and prompt
 #   make test    run the test suite (extra pytest options: make test PYTEST_ARGS="-k render -x")
-#   make lint    ruff and mypy
+#   make lint    ruff, mypy and the import contracts (.importlinter)
 #   make check   migrations are up to date and the OpenAPI schema is valid
 
 PYTHON ?= python3.11
@@ -70,6 +70,7 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(CHECK_ENV) $(BIN)/mypy .
+	$(BIN)/lint-imports
 
 check: $(INSTALLED)
 	$(CHECK_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
