@@ -162,24 +162,30 @@ CSV_COLUMNS = [
 
 
 def _csv_row(result: dict[str, Any]) -> list[Any]:
-    usage = result["usage"] or {}
+    """A flat row of `batch_selectors.item_result`: the item, then its run's public fields."""
+    run = result["run"] or {}
+    usage = run.get("usage") or {}
+    cost = run.get("cost") or {}
     error = result["error"] or {}
     return [
         result["key"],
         result["line"],
         result["status"],
         json.dumps(result["variables"], ensure_ascii=False),
-        result["output"] or "",
-        usage.get("prompt_tokens", ""),
-        usage.get("completion_tokens", ""),
-        usage.get("total_tokens", ""),
-        result["cost"] or "",
-        result["latency_ms"] if result["latency_ms"] is not None else "",
+        run.get("output") or "",
+        _blank_if_none(usage.get("prompt_tokens")),
+        _blank_if_none(usage.get("completion_tokens")),
+        _blank_if_none(usage.get("total_tokens")),
+        _blank_if_none(cost.get("amount")),
+        _blank_if_none(run.get("latency_ms")),
         error.get("code", ""),
         error.get("message", ""),
-        result["run_id"] or "",
+        run.get("id") or "",
     ]
 
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def results_jsonl(batch: Batch) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import User
 from llmops.errors import NotFound
 from runs.models import Batch, BatchItem, Run
+from runs.serializers import RunSerializer
 
 CHUNK_SIZE = 500
 # Items one dispatch call examines at most; refused items free their slot at once, so without a
@@ -130,7 +131,7 @@ def batch_items(
 
     `changed_since` keeps items whose run finished, or which were refused or canceled, at or after it.
     """
-    items = BatchItem.objects.filter(batch=batch).select_related("run__cost_log")
+    items = BatchItem.objects.filter(batch=batch).select_related("run__cost_log", "run__prompt_version__prompt")
     if statuses is not None:
         wanted = Q()
         for status in statuses:
@@ -152,9 +153,11 @@ def item_changed_at(item: BatchItem) -> datetime:
 
 
 def item_result(item: BatchItem) -> dict[str, Any]:
-    """One item's outcome, as exported (JSON Lines) and as the batch_run command writes it."""
+    """One item's outcome, as exported (JSON Lines) and as the batch_run command writes it: the item
+    (key, line, status, variables, the error that ended it) and its run in the run's public shape
+    (runs.api.serializers.RunSerializer, as GET /api/v1/runs/{id} returns it), or null when no run
+    was made (refused at dispatch, canceled first, or still pending)."""
     run = item.run
-    cost_log = getattr(run, "cost_log", None) if run is not None else None
     error: dict[str, str] | None = None
     if run is not None and run.error_code:
         error = {"code": run.error_code, "message": run.error_message}
@@ -165,19 +168,6 @@ def item_result(item: BatchItem) -> dict[str, Any]:
         "line": item.line,
         "status": item.status,
         "variables": item.variables,
-        "output": run.output if run is not None else None,
-        "usage": (
-            {
-                "prompt_tokens": run.prompt_tokens,
-                "completion_tokens": run.completion_tokens,
-                "total_tokens": run.total_tokens,
-            }
-            if run is not None and run.total_tokens is not None
-            else None
-        ),
-        # A decimal string, never a float; null when not charged or the price is unknown.
-        "cost": str(cost_log.total_cost) if cost_log is not None and cost_log.total_cost is not None else None,
-        "latency_ms": run.latency_ms if run is not None else None,
         "error": error,
-        "run_id": str(run.pk) if run is not None else None,
+        "run": RunSerializer(run).data if run is not None else None,
     }

@@ -31,8 +31,8 @@ from providers import clients, tokens
 from providers.checks import model_check
 from providers.models import Provider
 from runs import checks, leases
+from runs.events import run_event_emit
 from runs.models import BatchItem, Run
-from runs.webhooks import run_event_emit
 
 logger = logging.getLogger(__name__)
 

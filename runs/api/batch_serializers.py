@@ -6,8 +6,9 @@ from rest_framework import serializers
 
 from llmops.serializers import StrictInputSerializer
 from runs import batch_selectors, batch_services
-from runs.api.serializers import MAX_METADATA_KEYS, PromptVersionRefSerializer
+from runs.api.serializers import MAX_METADATA_KEYS
 from runs.models import Batch
+from runs.serializers import PromptVersionRefSerializer
 
 
 class BatchItemInputSerializer(serializers.Serializer):

@@ -17,10 +17,10 @@ from runs.api.serializers import (
     RunCreateQuerySerializer,
     RunCreateSerializer,
     RunFilterSerializer,
-    RunSerializer,
     SeedRunCreateSerializer,
 )
 from runs.models import Run
+from runs.serializers import RunSerializer
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",

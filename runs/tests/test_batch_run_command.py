@@ -99,7 +99,11 @@ def test_invalid_rows_fail_the_command_and_create_nothing(alice, version, tmp_pa
 def test_output_summary_percentiles(tmp_path):
     output = tmp_path / "out.jsonl"
     lines = [
-        {"key": str(i), "status": "succeeded", "usage": {"total_tokens": 2}, "cost": "0.5", "latency_ms": i}
+        {
+            "key": str(i),
+            "status": "succeeded",
+            "run": {"usage": {"total_tokens": 2}, "cost": {"amount": "0.5"}, "latency_ms": i},
+        }
         for i in range(1, 101)
     ]
     output.write_text("".join(json.dumps(line) + "\n" for line in lines))

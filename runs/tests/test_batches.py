@@ -637,11 +637,13 @@ def test_results_export_as_jsonl_and_csv(alice_client, alice, version, openai_se
     rows = [json.loads(line) for line in _lines(jsonl).splitlines()]
     assert [(r["key"], r["line"], r["status"]) for r in rows] == [("k-Ada", 0, "failed"), ("k-Bob", 1, "succeeded")]
     failed, succeeded = rows
-    assert failed["error"]["code"] == "bad_request" and failed["output"] == ""
-    assert succeeded["output"] == "Hello from the test server."
+    assert failed["error"]["code"] == "bad_request" and failed["run"]["output"] == ""
     assert succeeded["variables"] == {"name": "Bob"}
-    assert succeeded["usage"]["total_tokens"] > 0 and succeeded["latency_ms"] is not None
-    assert succeeded["run_id"] == str(batch.items.get(key="k-Bob").run_id)
+    # The run in its public shape: what GET /api/v1/runs/{id} answers for it.
+    run_id = batch.items.get(key="k-Bob").run_id
+    assert succeeded["run"] == alice_client.get(f"/api/v1/runs/{run_id}").json() | {"url": f"/api/v1/runs/{run_id}"}
+    assert succeeded["run"]["output"] == "Hello from the test server."
+    assert succeeded["run"]["usage"]["total_tokens"] > 0 and succeeded["run"]["latency_ms"] is not None
 
     assert as_csv.status_code == 200 and as_csv.streaming
     assert as_csv["Content-Type"] == "text/csv; charset=utf-8"
@@ -652,7 +654,8 @@ def test_results_export_as_jsonl_and_csv(alice_client, alice, version, openai_se
     ]
     assert json.loads(table[1]["variables"]) == {"name": "Bob"}
     assert table[1]["output"] == "Hello from the test server."
-    assert int(table[1]["total_tokens"]) == succeeded["usage"]["total_tokens"]
+    assert int(table[1]["total_tokens"]) == succeeded["run"]["usage"]["total_tokens"]
+    assert table[1]["run_id"] == str(run_id)
 
     assert alice_client.get(f"{URL}/{batch.pk}/results", {"format": "xml"}).status_code == 404
 

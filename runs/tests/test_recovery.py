@@ -158,7 +158,7 @@ def test_recovery_fails_a_run_out_of_attempts_through_the_one_finish(alice, vers
     assert (dead.status, dead.error_code) == (Run.Status.FAILED, services.WORKER_LOST)
     assert BudgetReservation.objects.get(run=dead).status == "released"
     # run.failed is emitted like any other failure (it was not, before run_finish).
-    assert WebhookDelivery.objects.filter(event=WebhookEvent.RUN_FAILED, payload__run_id=str(dead.pk)).exists()
+    assert WebhookDelivery.objects.filter(event=WebhookEvent.RUN_FAILED, payload__id=str(dead.pk)).exists()
 
 
 def test_recovery_resends_a_message_the_broker_lost(alice, version, worker):

@@ -43,9 +43,9 @@ from prompts.tests.factories import prompt_with_version
 from providers.models import Provider
 from providers.tests.openai_server import OpenAIServer, answer, error
 from runs import services as run_services
+from runs.events import OUTPUT_LIMIT, run_event_emit
 from runs.models import Run
 from runs.tests.worker import drain, wait_for_run
-from runs.webhooks import OUTPUT_LIMIT, run_event_emit
 from webhooks import secrets as webhook_secrets
 from webhooks import services as webhook_services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -406,7 +406,9 @@ def _run(alice, version) -> Run:
     return run
 
 
-def test_a_run_success_is_delivered_with_output_usage_and_cost(alice, receiver, worker, run_version, provider_server):
+def test_a_run_success_is_delivered_in_the_runs_public_shape(
+    alice, alice_client, receiver, worker, run_version, provider_server
+):
     ModelPrice.objects.create(
         provider="",
         model="test-*",
@@ -426,21 +428,26 @@ def test_a_run_success_is_delivered_with_output_usage_and_cost(alice, receiver, 
     [request] = receiver.received
     assert request.verified
     data = request.body["data"]
-    assert data["run_id"] == str(run.pk)
-    assert data["status"] == "succeeded"
-    assert data["prompt"] == {"id": str(run_version.prompt_id), "name": "greeter"}
-    assert data["version"] == 1
-    assert data["model"] == "testllm/test-model"
-    assert data["output"] == "Hi Ada."
-    assert data["output_truncated"] is False
-    assert data["usage"] == {
-        "prompt_tokens": run.prompt_tokens,
-        "completion_tokens": run.completion_tokens,
-        "total_tokens": run.total_tokens,
-        "estimated": False,
+    # The run's public shape, the API's own (runs.serializers.RunSerializer), plus output_truncated.
+    api = alice_client.get(f"/api/v1/runs/{run.pk}").json()
+    assert {k: v for k, v in data.items() if k not in ("url", "output_truncated")} == {
+        k: v for k, v in api.items() if k != "url"
     }
+    assert data["url"] == f"/api/v1/runs/{run.pk}"
+    assert (data["id"], data["status"], data["prompt_name"], data["version"]) == (
+        str(run.pk),
+        "succeeded",
+        "greeter",
+        1,
+    )
+    assert (data["provider"], data["model"], data["output"], data["output_truncated"]) == (
+        "testllm",
+        "test-model",
+        "Hi Ada.",
+        False,
+    )
     expected_cost = (Decimal("3") * run.prompt_tokens + Decimal("15") * run.completion_tokens) / 1_000_000
-    assert Decimal(data["cost"]["total"]) == expected_cost
+    assert Decimal(data["cost"]["amount"]) == expected_cost
     assert data["cost"]["currency"] == "USD"
     assert data["error"] is None
 

@@ -110,6 +110,12 @@ def _percentile(values: list[int], fraction: float) -> int | None:
     return values[max(0, math.ceil(fraction * len(values)) - 1)]
 
 
+def _run_cost(run: dict[str, Any]) -> Decimal:
+    """A run's charged amount from its public shape; 0 when not charged or the price is unknown."""
+    amount = (run.get("cost") or {}).get("amount")
+    return Decimal(amount) if amount else Decimal(0)
+
+
 def output_summary(path: Path) -> dict[str, Any]:
     """Counts by status, tokens, cost and latency percentiles of every item in the output file."""
     counts: Counter[str] = Counter()
@@ -121,10 +127,11 @@ def output_summary(path: Path) -> dict[str, Any]:
             for line in f:
                 result = json.loads(line)
                 counts[result["status"]] += 1
-                tokens += (result.get("usage") or {}).get("total_tokens") or 0
-                cost += Decimal(result["cost"]) if result.get("cost") else Decimal(0)
-                if result.get("latency_ms") is not None:
-                    latencies.append(int(result["latency_ms"]))
+                run = result.get("run") or {}
+                tokens += (run.get("usage") or {}).get("total_tokens") or 0
+                cost += _run_cost(run)
+                if run.get("latency_ms") is not None:
+                    latencies.append(int(run["latency_ms"]))
     latencies.sort()
     return {
         "counts": dict(counts),
@@ -311,8 +318,7 @@ class Command(BaseCommand):
             out.write(json.dumps(result, ensure_ascii=False) + "\n")  # one whole line, then flushed
             out.flush()
             self.written.add(item.key)
-            if result["cost"]:
-                self.cost += Decimal(result["cost"])
+            self.cost += _run_cost(result["run"] or {})
             bar.set_postfix_str(f"cost ${self.cost:.6f}", refresh=False)
             bar.update(1)
 

@@ -1,0 +1,37 @@
+"""Run events for webhooks: `run.succeeded` and `run.failed`, emitted by runs.services.run_finish.
+
+The payload is the run's public shape, the same as the API's and a batch export's."""
+
+import uuid
+from typing import Any
+
+from runs.models import Run
+from runs.serializers import RunSerializer
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_emit
+
+# Outputs can be long; receivers fetch the full run from the API when they need it.
+OUTPUT_LIMIT = 4096
+
+_EVENTS = {Run.Status.SUCCEEDED: WebhookEvent.RUN_SUCCEEDED, Run.Status.FAILED: WebhookEvent.RUN_FAILED}
+
+
+def run_event_payload(run: Run) -> dict[str, Any]:
+    """The run's public shape, as GET /api/v1/runs/{id} returns it (runs.api.serializers.RunSerializer),
+    with the output cut at OUTPUT_LIMIT characters (`output_truncated` says so)."""
+    data = dict(RunSerializer(run).data)
+    data["output_truncated"] = len(run.output) > OUTPUT_LIMIT
+    data["output"] = run.output[:OUTPUT_LIMIT]
+    return data
+
+
+def run_event_emit(*, run_id: uuid.UUID) -> None:
+    """Emits `run.succeeded` or `run.failed` for a finished run, at most once per run and endpoint.
+
+    Call it inside the transaction that finishes the run; a run in any other state emits nothing.
+    """
+    run = Run.objects.select_related("owner", "prompt_version__prompt", "cost_log").filter(pk=run_id).first()
+    if run is None or run.status not in _EVENTS:
+        return
+    event = _EVENTS[Run.Status(run.status)]
+    webhook_emit(owner=run.owner, event=event, payload=run_event_payload(run), dedupe_key=f"{event}:{run.pk}")
