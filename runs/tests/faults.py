@@ -51,6 +51,7 @@ class Process:
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.name = name
         self.log_path = ROOT / "var" / f"test-faults-{name}-{os.getpid()}.log"
+        self.log_path.parent.mkdir(exist_ok=True)  # the settings make var/ only for SQLite
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603
             argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True

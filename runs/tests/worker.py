@@ -38,6 +38,7 @@ class _SubprocessWorker:
             # Parallel test runs would fight over the metrics port.
             "DRAMATIQ_PROMETHEUS": "0",
         }
+        (ROOT / "var").mkdir(exist_ok=True)  # the settings make var/ only for SQLite
         self.log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
