@@ -9,13 +9,19 @@ from django.utils import timezone
 from billing import selectors, services
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from llmops.admin import ReadOnlyAdmin
+from llmops.money import money_str
+
+
+def _money(value: Decimal | None) -> str:
+    """As money (0.00, 1.50, 0.000123), not with the column's ten decimal places; "-" for none."""
+    return "-" if value is None else money_str(value)
 
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     """Staff prices win over seeded ones; a price change is a new row with a later effective_from."""
 
-    list_display = ["model", "provider", "input_per_mtok", "output_per_mtok", "currency", "effective_from", "source"]
+    list_display = ["model", "provider", "input_price", "output_price", "currency", "effective_from", "source"]
     list_filter = ["source", "currency", "provider"]
     search_fields = ["model", "provider", "notes"]
     date_hierarchy = "effective_from"
@@ -27,6 +33,14 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: ModelPrice | None = None) -> Any:
         return ["source"]
+
+    @admin.display(description="input per Mtok", ordering="input_per_mtok")
+    def input_price(self, price: ModelPrice) -> str:
+        return _money(price.input_per_mtok)
+
+    @admin.display(description="output per Mtok", ordering="output_per_mtok")
+    def output_price(self, price: ModelPrice) -> str:
+        return _money(price.output_per_mtok)
 
 
 @admin.register(CostLog)
@@ -40,7 +54,7 @@ class CostLogAdmin(ReadOnlyAdmin):
         "model",
         "prompt_tokens",
         "completion_tokens",
-        "total_cost",
+        "total",
         "currency",
         "cost_known",
         "tokens_estimated",
@@ -49,6 +63,36 @@ class CostLogAdmin(ReadOnlyAdmin):
     search_fields = ["model", "provider", "owner__username", "run__id"]
     list_select_related = ["owner", "api_key"]
     date_hierarchy = "created_at"
+    # The page shows every field read-only; the costs as money instead of with ten decimal places.
+    fields = [
+        "run",
+        "owner",
+        "api_key",
+        "provider",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "tokens_estimated",
+        "price",
+        "input",
+        "output",
+        "total",
+        "currency",
+        "cost_known",
+    ]
+    readonly_fields = ["input", "output", "total"]
+
+    @admin.display(description="input cost", ordering="input_cost")
+    def input(self, log: CostLog) -> str:
+        return _money(log.input_cost)
+
+    @admin.display(description="output cost", ordering="output_cost")
+    def output(self, log: CostLog) -> str:
+        return _money(log.output_cost)
+
+    @admin.display(description="total cost", ordering="total_cost")
+    def total(self, log: CostLog) -> str:
+        return _money(log.total_cost)
 
 
 class BudgetScopeFilter(admin.SimpleListFilter):
@@ -74,7 +118,7 @@ class BudgetAdmin(admin.ModelAdmin):
     reservation does, and changes only the amount and window.
     """
 
-    list_display = ["owner", "api_key", "amount", "window", "spent", "reserved", "remaining", "updated_at"]
+    list_display = ["owner", "api_key", "amount_usd", "window", "spent", "reserved", "remaining", "updated_at"]
     list_filter = ["window", BudgetScopeFilter]
     search_fields = ["owner__username", "api_key__prefix", "api_key__name"]
     list_select_related = ["owner", "api_key"]
@@ -111,30 +155,35 @@ class BudgetAdmin(admin.ModelAdmin):
         for budget in queryset:
             services.budget_delete(budget=budget)
 
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, budget: Budget) -> str:
+        return _money(budget.amount)
+
     @admin.display(description="spent (USD)")
     def spent(self, budget: Budget) -> str:
-        return _plain(budget.spent)  # type: ignore[attr-defined]
+        return _money(budget.spent)  # type: ignore[attr-defined]
 
     @admin.display(description="reserved (USD)")
     def reserved(self, budget: Budget) -> str:
-        return _plain(budget.reserved)  # type: ignore[attr-defined]
+        return _money(budget.reserved)  # type: ignore[attr-defined]
 
     @admin.display(description="remaining (USD)")
     def remaining(self, budget: Budget) -> str:
-        return _plain(budget.amount - budget.spent - budget.reserved)  # type: ignore[attr-defined]
-
-
-def _plain(value: Decimal) -> str:
-    """Without trailing zeros, whatever precision the database's sum came back with."""
-    return f"{value.normalize():f}"
+        return _money(budget.amount - budget.spent - budget.reserved)  # type: ignore[attr-defined]
 
 
 @admin.register(BudgetReservation)
 class BudgetReservationAdmin(ReadOnlyAdmin):
     """Read-only: reservations are made by run creation and closed by the run's outcome."""
 
-    list_display = ["created_at", "budget", "run", "amount", "status", "closed_at"]
+    list_display = ["created_at", "budget", "run", "amount_usd", "status", "closed_at"]
     list_filter = ["status", "budget__window", "created_at"]
     search_fields = ["run__id", "budget__owner__username"]
     list_select_related = ["budget", "budget__api_key", "run"]
     date_hierarchy = "created_at"
+    fields = ["budget", "run", "amount_usd", "status", "closed_at"]
+    readonly_fields = ["amount_usd"]
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, reservation: BudgetReservation) -> str:
+        return _money(reservation.amount)

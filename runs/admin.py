@@ -6,6 +6,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from llmops.admin import ReadOnlyAdmin
+from llmops.money import money_str
 from runs import batch_selectors
 from runs.models import Batch, BatchItem, Run
 
@@ -123,5 +124,5 @@ class BatchAdmin(ReadOnlyAdmin):
         return batch_selectors.batch_progress(batch)["total_tokens"]
 
     @admin.display(description="cost (USD)")
-    def total_cost(self, batch: Batch) -> Any:
-        return batch_selectors.batch_progress(batch)["total_cost"]
+    def total_cost(self, batch: Batch) -> str:
+        return money_str(batch_selectors.batch_progress(batch)["total_cost"])

@@ -7,9 +7,11 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from llmops.errors import FieldErrors, ValidationFailed
+from llmops.money import money_str
 from llmops.parsers import json_loads
 from runs.batch_selectors import CHUNK_SIZE, batch_items, item_result
 from runs.models import Batch
@@ -176,7 +178,7 @@ def _csv_row(result: dict[str, Any]) -> list[Any]:
         _blank_if_none(usage.get("prompt_tokens")),
         _blank_if_none(usage.get("completion_tokens")),
         _blank_if_none(usage.get("total_tokens")),
-        _blank_if_none(cost.get("amount")),
+        money_str(Decimal(cost["amount"])) if cost.get("amount") is not None else "",
         _blank_if_none(run.get("latency_ms")),
         error.get("code", ""),
         error.get("message", ""),

@@ -384,7 +384,7 @@ def test_admin_lists_budgets_with_their_usage(admin_client, alice, price):
     page = admin_client.get("/admin/billing/budget/").content.decode()
 
     assert str(budget.pk) in page
-    assert '<td class="field-spent">0.5</td>' in page
+    assert '<td class="field-spent">0.50</td>' in page
     assert '<td class="field-reserved">0.0024</td>' in page
     assert '<td class="field-remaining">1.4976</td>' in page
     assert admin_client.get("/admin/billing/budget/?scope=key").content.decode().count(str(budget.pk)) == 0

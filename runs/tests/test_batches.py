@@ -624,6 +624,10 @@ def test_the_limit_is_reached_but_never_exceeded_with_more_worker_threads(alice,
 
 
 def test_results_export_as_jsonl_and_csv(alice_client, alice, version, openai_server, worker):
+    # A free model: its charge is a zero with ten decimal places, which str() prints as 0E-10.
+    ModelPrice.objects.create(
+        provider="", model="test-*", input_per_mtok=0, output_per_mtok=0, effective_from="2020-01-01"
+    )
     openai_server.enqueue(error(400, '{"error": {"message": "no"}}'))
     batch, _ = _create(alice, version, _items("Ada", "Bob"), concurrency=1)
     _wait_for_batch(batch.pk)
@@ -656,6 +660,7 @@ def test_results_export_as_jsonl_and_csv(alice_client, alice, version, openai_se
     assert table[1]["output"] == "Hello from the test server."
     assert int(table[1]["total_tokens"]) == succeeded["run"]["usage"]["total_tokens"]
     assert table[1]["run_id"] == str(run_id)
+    assert table[1]["cost"] == "0.00"  # money as money, not 0E-10
 
     assert alice_client.get(f"{URL}/{batch.pk}/results", {"format": "xml"}).status_code == 404
 
