@@ -210,6 +210,18 @@ SPECTACULAR_SETTINGS = {
         "Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`."
     ),
     "VERSION": "1.0.0",
+    # Sections in the order of the workflow (else alphabetical: batches first): Swagger UI and ReDoc
+    # follow this list.
+    "TAGS": [
+        {"name": "prompts", "description": "Prompts, their immutable versions and labels; rendering."},
+        {"name": "runs", "description": "Run a prompt version against its model; poll, list, cancel."},
+        {"name": "batches", "description": "One run per item of a list or file, a few at a time; export results."},
+        {"name": "costs", "description": "What your runs cost: cost entries and spend summaries."},
+        {"name": "budgets", "description": "Hard spending limits for you or one of your keys."},
+        {"name": "keys", "description": "API keys: create, list, rotate, revoke."},
+        {"name": "webhooks", "description": "Endpoints that receive signed event POSTs, and their deliveries."},
+        {"name": "health", "description": "Dependency health (no authentication)."},
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -53,6 +53,23 @@ def validate_params(params: Any, *, field: str = "params") -> dict[str, Any]:
     return params
 
 
+def params_json_schema() -> dict[str, Any]:
+    """What validate_params takes, as JSON Schema (the API's schema states it)."""
+    properties: dict[str, Any] = {}
+    for name, (types, low, high) in _PARAMS.items():
+        if name == "stop":
+            properties[name] = {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
+                ]
+            }
+            continue
+        bounds = {key: value for key, value in (("minimum", low), ("maximum", high)) if value is not None}
+        properties[name] = {"type": "integer" if types == (int,) else "number", **bounds}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
 def validate_model(model: Any) -> str:
     if not isinstance(model, str) or not _MODEL.match(model):
         raise ValidationFailed(
@@ -114,31 +131,63 @@ def prompt_version_check(
         raise Conflict("The prompt is archived; it takes no new versions.", code="prompt_archived")
 
 
+def _base_version(*, prompt: Prompt, based_on: int | None) -> PromptVersion | None:
+    """The version a new one takes what it leaves out from: number `based_on`, else the latest
+    (None for a prompt with no version yet)."""
+    versions = PromptVersion.objects.filter(prompt=prompt)
+    if based_on is None:
+        return versions.order_by("-number").first()
+    base = versions.filter(number=based_on).first()
+    if base is None:
+        raise ValidationFailed(
+            f"Version {based_on} does not exist.", fields={"based_on": ["No such version of this prompt."]}
+        )
+    return base
+
+
 def prompt_version_create(
     *,
     prompt: Prompt,
     created_by: User | None,
-    model: str,
     template: str | None = None,
     messages: list[dict[str, Any]] | None = None,
+    model: str | None = None,
     variables: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    based_on: int | None = None,
     commit_message: str = "",
 ) -> PromptVersion:
     """Appends the next numbered version. Precondition: the prompt is not archived.
 
-    The prompt row is locked while the number is taken, so concurrent creations get 1, 2, 3...
-    with no gaps or duplicates.
+    The content (`template` or `messages`) is always given: it is what a new version is. A `model`,
+    `variables` or `params` left out (None) is that of the version it is based on: number `based_on`,
+    else the latest. A first version has nothing to take: it needs a model, and has no variables or
+    params unless given.
+
+    The prompt row is locked while the base is read and the number taken, so concurrent creations
+    get 1, 2, 3... with no gaps or duplicates, and "the latest" is the one just before this one.
     """
-    kind, content_template, content_messages, normalized = _validated_content(
-        template=template, messages=messages, variables=variables
-    )
-    validate_model(model)
-    validate_params(params or {})
     with transaction.atomic():
         locked = Prompt.objects.select_for_update().get(pk=prompt.pk)
         if locked.archived_at is not None:
             raise Conflict("The prompt is archived; it takes no new versions.", code="prompt_archived")
+        base = _base_version(prompt=locked, based_on=based_on)
+        if model is None:
+            if base is None:
+                raise ValidationFailed(
+                    "A first version needs a model.",
+                    fields={"model": ["Required: there is no earlier version to take it from."]},
+                )
+            model = base.model
+        if variables is None:
+            variables = base.variables if base is not None else {}
+        if params is None:
+            params = base.params if base is not None else {}
+        kind, content_template, content_messages, normalized = _validated_content(
+            template=template, messages=messages, variables=variables
+        )
+        validate_model(model)
+        validate_params(params)
         locked.latest_version_number += 1
         locked.save(update_fields=["latest_version_number", "updated_at"])
         version = PromptVersion.objects.create(
@@ -149,7 +198,7 @@ def prompt_version_create(
             messages=content_messages,
             variables=normalized,
             model=model,
-            params=params or {},
+            params=params,
             commit_message=commit_message,
             created_by=created_by,
         )

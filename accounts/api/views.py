@@ -1,5 +1,5 @@
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -34,6 +34,18 @@ def _with_plaintext(api_key: APIKey, plaintext: str, status_code: int) -> Respon
         summary="Create an API key (the plaintext is returned once)",
         request=APIKeyCreateSerializer,
         responses={201: APIKeyCreatedSerializer},
+        examples=[
+            OpenApiExample("All scopes, no expiry", request_only=True, value={"name": "ci"}),
+            OpenApiExample(
+                "Read-only, expiring",
+                request_only=True,
+                value={
+                    "name": "dashboard",
+                    "expires_at": "2030-01-01T00:00:00Z",
+                    "scopes": ["runs:read", "billing:read"],
+                },
+            ),
+        ],
     ),
     destroy=extend_schema(summary="Revoke an API key"),
 )
@@ -67,6 +79,7 @@ class APIKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destr
         description="The key keeps its id, prefix and scopes. The old secret stops working at once, "
         "or after `grace_seconds`.",
         request=APIKeyRotateSerializer,
+        examples=[OpenApiExample("Old secret works 10 more minutes", request_only=True, value={"grace_seconds": 600})],
         responses={
             200: APIKeyCreatedSerializer,
             409: OpenApiResponse(ErrorSerializer, description="The key is revoked or expired."),

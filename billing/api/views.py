@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -68,9 +68,20 @@ class CostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             201: BudgetSerializer,
             409: OpenApiResponse(ErrorSerializer, description="`budget_exists`: that scope has a budget already."),
         },
+        examples=[
+            OpenApiExample("User-wide, per month", request_only=True, value={"amount": "25.00", "window": "month"}),
+            OpenApiExample(
+                "One key, per day",
+                request_only=True,
+                value={"amount": "1.50", "window": "day", "api_key": "3f2b8c1e-5d4a-4e7b-9c6d-1a2b3c4d5e6f"},
+            ),
+        ],
     ),
     partial_update=extend_schema(
-        summary="Change a budget's amount or window", request=BudgetUpdateSerializer, responses={200: BudgetSerializer}
+        summary="Change a budget's amount or window",
+        request=BudgetUpdateSerializer,
+        responses={200: BudgetSerializer},
+        examples=[OpenApiExample("New amount", request_only=True, value={"amount": "40"})],
     ),
     destroy=extend_schema(summary="Delete a budget (its runs in flight are no longer limited by it)"),
 )

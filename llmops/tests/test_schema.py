@@ -1,16 +1,42 @@
-"""The OpenAPI schema: served, valid, free of generator warnings, and documenting the error responses."""
+"""The OpenAPI schema: served, valid, free of generator warnings, documenting the error responses, in
+workflow order, and with a valid example for every request body."""
 
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
+from jsonschema import Draft7Validator
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 ALWAYS_DOCUMENTED = {"400", "401", "404", "500"}
+WORKFLOW_TAGS = ["prompts", "runs", "batches", "costs", "budgets", "keys", "webhooks", "health"]
+
+
+def as_json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 schema as JSON Schema: `nullable: true` becomes a null alternative."""
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True:
+        if isinstance(converted.get("type"), str):
+            converted["type"] = [converted["type"], "null"]
+        elif "type" in converted or converted.keys() & {"oneOf", "anyOf", "allOf", "$ref"}:
+            return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def schema_errors(schema: dict[str, Any], value_schema: dict[str, Any], value: Any) -> list[str]:
+    """What `value_schema` (a part of `schema`, refs and all) finds wrong with `value`."""
+    root = {**as_json_schema(value_schema), "components": as_json_schema(schema["components"])}
+    errors = Draft7Validator(root).iter_errors(value)
+    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in errors]
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +108,38 @@ def test_api_key_security_scheme(schema):
     scheme = schema["components"]["securitySchemes"]["apiKey"]
     assert {k: v for k, v in scheme.items() if k != "description"} == {"type": "http", "scheme": "bearer"}
     assert scheme["description"].startswith("`Authorization: Bearer <key>`")
+
+
+def test_sections_follow_the_workflow(schema):
+    assert [tag["name"] for tag in schema["tags"]] == WORKFLOW_TAGS
+    assert all(tag.get("description") for tag in schema["tags"])
+    used = {tag for _, _, operation in _operations(schema) for tag in operation["tags"]}
+    assert used == set(WORKFLOW_TAGS)  # no operation in a section the list leaves unordered
+
+
+def test_every_request_body_has_examples_that_its_schema_takes(schema):
+    missing, invalid = [], {}
+    for path, method, operation in _operations(schema):
+        for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
+            where = f"{method.upper()} {path} {media_type}"
+            if not content.get("examples"):
+                missing.append(where)
+            for name, example in content.get("examples", {}).items():
+                if errors := schema_errors(schema, content["schema"], example["value"]):
+                    invalid[f"{where} {name}"] = errors
+
+    assert missing == []
+    assert invalid == {}
+
+
+@pytest.mark.parametrize(
+    ("component", "value"),
+    [
+        # What Swagger UI used to offer as the example: both contents, and made-up keys.
+        ("PromptCreateRequest", {"name": "x", "model": "local/m", "template": "Hi", "messages": [
+            {"role": "user", "content": "Hi"}]}),
+        ("VersionInputRequest", {"template": "Hi", "params": {"additionalProp1": {}}}),
+    ],
+)
+def test_the_old_made_up_examples_are_invalid(schema, component, value):
+    assert schema_errors(schema, {"$ref": f"#/components/schemas/{component}"}, value)

@@ -1,10 +1,51 @@
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from llmops.schema import NON_BLANK, exactly_one_of, not_together
 from llmops.serializers import StrictInputSerializer
+from prompts import services
 from prompts.models import LabelMove, Prompt, PromptLabel, PromptVersion
-from prompts.rendering import CHAT_ROLES
+from prompts.rendering import CHAT_ROLES, VARIABLE_TYPES
+from providers.checks import MODEL_PATTERN
+
+# A declared variable, as rendering.normalize_variables takes it: known keys only. (Its default must be
+# of the declared type: stated as an anyOf per type, it makes Schemathesis 4.32 fail to generate
+# negative cases, so it is said in words.)
+_VARIABLE_SPEC = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": list(VARIABLE_TYPES), "default": "string"},
+        "required": {"type": "boolean", "description": "Default: true unless a default is given."},
+        "default": {"description": "A value of the variable's type."},
+        "description": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+
+
+# (Variable names are identifiers, `^[A-Za-z_][A-Za-z0-9_]{0,63}$`: OpenAPI 3.0 cannot say so of keys.)
+@extend_schema_field({"type": "object", "additionalProperties": _VARIABLE_SPEC})
+class VariablesField(serializers.DictField):
+    """Declarations pass through as given: rendering.normalize_variables checks each and names it."""
+
+    child = serializers.DictField()
+
+
+@extend_schema_field(services.params_json_schema())
+class ParamsField(serializers.DictField):
+    """Model parameters pass through as given: services.validate_params checks them and names each bad one."""
+
+
+@extend_schema_field({"type": "string", "pattern": MODEL_PATTERN})
+class ModelField(serializers.CharField):
+    """`<provider>/<model id>`; its shape is checked by the services, which name the field."""
+
+
+@extend_schema_field({"type": "string", "pattern": NON_BLANK})
+class _TemplateField(serializers.CharField):
+    """Kept as given (not trimmed), but more than whitespace: the service refuses a blank template."""
 
 
 class MessageSerializer(StrictInputSerializer):
@@ -12,35 +53,58 @@ class MessageSerializer(StrictInputSerializer):
     content = serializers.CharField(max_length=100_000, trim_whitespace=False)
 
 
-class VersionInputSerializer(StrictInputSerializer):
-    template = serializers.CharField(
+class _VersionContentSerializer(StrictInputSerializer):
+    # What a new version is: always given, a text template or chat messages (at least one: the
+    # service refuses [] and names `messages`).
+    json_schema_rules = [exactly_one_of("template", "messages"), {"properties": {"messages": {"minItems": 1}}}]
+
+    template = _TemplateField(
         required=False,
         max_length=100_000,
         trim_whitespace=False,
         help_text="Text template with {{ variable }} placeholders. Give this or `messages`.",
     )
     messages = MessageSerializer(many=True, required=False, help_text="Chat messages. Give this or `template`.")
-    variables = serializers.DictField(
-        child=serializers.DictField(),
-        required=False,
-        default=dict,
-        help_text='Declared variables: {"name": {"type": "string|integer|number|boolean|array|object", '
-        '"required": true, "default": ..., "description": "..."}}',
-    )
-    model = serializers.CharField(max_length=255, help_text="<provider>/<model id>, e.g. local/smollm2")
-    params = serializers.DictField(
-        required=False, default=dict, help_text="temperature, top_p, max_tokens, stop, seed, frequency/presence_penalty"
-    )
     commit_message = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
-class PromptCreateSerializer(VersionInputSerializer):
+_VARIABLES_HELP = (
+    'Declared variables: {"name": {"type": "string|integer|number|boolean|array|object", '
+    '"required": true, "default": ..., "description": "..."}}'
+)
+_PARAMS_HELP = "temperature, top_p, max_tokens, stop, seed, frequency_penalty, presence_penalty"
+
+
+class VersionInputSerializer(_VersionContentSerializer):
+    """The next version: its content (`template` or `messages`) is always given. `model`, `variables`
+    and `params` left out are those of the version it is based on: `based_on`, else the latest."""
+
+    model = ModelField(
+        max_length=255, required=False, help_text="<provider>/<model id>, e.g. local/smollm2. Default: the base's."
+    )
+    variables = VariablesField(required=False, help_text=f"{_VARIABLES_HELP}. Default: the base's.")
+    params = ParamsField(required=False, help_text=f"{_PARAMS_HELP}. Default: the base's.")
+    based_on = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Number of the version that omitted fields come from. Default: the latest.",
+    )
+
+
+class PromptCreateSerializer(_VersionContentSerializer):
+    """A prompt and its version 1 (nothing to take fields from: `variables` and `params` default to none)."""
+
     name = serializers.SlugField(max_length=100)
     description = serializers.CharField(max_length=10_000, required=False, default="", allow_blank=True)
+    model = ModelField(max_length=255, help_text="<provider>/<model id>, e.g. local/smollm2")
+    variables = VariablesField(required=False, default=dict, help_text=_VARIABLES_HELP)
+    params = ParamsField(required=False, default=dict, help_text=_PARAMS_HELP)
 
 
 class PromptUpdateSerializer(StrictInputSerializer):
-    description = serializers.CharField(max_length=10_000, allow_blank=True)
+    description = serializers.CharField(
+        max_length=10_000, required=False, allow_blank=True, help_text="Left out: unchanged."
+    )
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -119,6 +183,8 @@ class LabelsSerializer(serializers.Serializer):
 
 
 class RenderInputSerializer(StrictInputSerializer):
+    json_schema_rules = [not_together("version", "label")]
+
     version = serializers.IntegerField(min_value=1, required=False)
     label = serializers.SlugField(  # type: ignore[assignment]
         max_length=50, required=False, help_text="A label, or `latest` (the default)."

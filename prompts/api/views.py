@@ -2,7 +2,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -25,7 +25,7 @@ from prompts.api.serializers import (
     VersionInputSerializer,
     VersionSerializer,
 )
-from prompts.models import Prompt, PromptVersion
+from prompts.models import LATEST_LABEL, Prompt, PromptVersion
 
 PROMPT_REF = OpenApiParameter(
     "ref", OpenApiTypes.STR, OpenApiParameter.PATH, description="The prompt's id or its name."
@@ -33,6 +33,70 @@ PROMPT_REF = OpenApiParameter(
 LABEL_HISTORY_LIMIT = 100
 ARCHIVED = OpenApiResponse(ErrorSerializer, description="The prompt is archived (`prompt_archived`).")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+# Request examples for the interactive docs (Swagger UI would otherwise make one up from the schema,
+# with both `template` and `messages` and `additionalProp1` keys). llmops/tests/test_schema.py checks
+# each against its schema.
+_VARIABLES = {"text": {"type": "string"}, "words": {"type": "integer", "default": 30}}
+PROMPT_EXAMPLES = [
+    OpenApiExample(
+        "Text template",
+        request_only=True,
+        value={
+            "name": "summarize",
+            "description": "Summarizes a text.",
+            "template": "Summarize in {{ words }} words:\n\n{{ text }}",
+            "variables": _VARIABLES,
+            "model": "local/smollm2",
+            "params": {"max_tokens": 120, "temperature": 0.3},
+            "commit_message": "First draft",
+        },
+    ),
+    OpenApiExample(
+        "Chat messages",
+        request_only=True,
+        value={
+            "name": "support",
+            "messages": [
+                {"role": "system", "content": "You are {{ persona }}."},
+                {"role": "user", "content": "{{ question }}"},
+            ],
+            "variables": {"persona": {"type": "string", "default": "a helpful agent"}, "question": {"type": "string"}},
+            "model": "local/smollm2",
+        },
+    ),
+]
+VERSION_EXAMPLES = [
+    OpenApiExample(
+        "New template, the rest from the latest version",
+        description="Model, variables and params are those of the latest version.",
+        request_only=True,
+        value={
+            "template": "Summarize in at most {{ words }} words:\n\n{{ text }}",
+            "commit_message": "Ask for at most N words",
+        },
+    ),
+    OpenApiExample(
+        "Based on version 1, with other params",
+        request_only=True,
+        value={
+            "template": "Summarize in {{ words }} words:\n\n{{ text }}",
+            "based_on": 1,
+            "params": {"max_tokens": 200, "temperature": 0.7},
+            "commit_message": "Longer and livelier",
+        },
+    ),
+    OpenApiExample(
+        "Chat messages, everything given",
+        request_only=True,
+        value={
+            "messages": [{"role": "user", "content": "Summarize: {{ text }}"}],
+            "variables": {"text": {"type": "string"}},
+            "model": "local/smollm2",
+            "params": {"max_tokens": 120},
+        },
+    ),
+]
 
 
 @extend_schema_view(
@@ -43,6 +107,7 @@ _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "
     create=extend_schema(
         summary="Create a prompt with its first version",
         request=PromptCreateSerializer,
+        examples=PROMPT_EXAMPLES,
         responses={
             201: PromptCreatedSerializer,
             409: OpenApiResponse(ErrorSerializer, description="You have a prompt of this name (`name_taken`)."),
@@ -50,7 +115,10 @@ _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "
     ),
     retrieve=extend_schema(summary="Get a prompt by id or name", parameters=[PROMPT_REF]),
     partial_update=extend_schema(
-        summary="Update a prompt's description", request=PromptUpdateSerializer, parameters=[PROMPT_REF]
+        summary="Update a prompt's description",
+        request=PromptUpdateSerializer,
+        parameters=[PROMPT_REF],
+        examples=[OpenApiExample("Description", request_only=True, value={"description": "Greets someone by name."})],
     ),
     destroy=extend_schema(summary="Archive a prompt (its versions stay)", parameters=[PROMPT_REF]),
 )
@@ -99,7 +167,8 @@ class PromptViewSet(viewsets.GenericViewSet):
         prompt = self.get_object()
         serializer = PromptUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.prompt_update(prompt=prompt, **serializer.validated_data)
+        if serializer.validated_data:  # PATCH {} changes nothing
+            services.prompt_update(prompt=prompt, **serializer.validated_data)
         return Response(PromptSerializer(prompt).data)
 
     def destroy(self, request: Request, ref: str) -> Response:
@@ -109,6 +178,14 @@ class PromptViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Render a version with variables (no model call)",
         request=RenderInputSerializer,
+        examples=[
+            OpenApiExample(
+                "By label",
+                request_only=True,
+                value={"label": "production", "variables": {"text": "Prompts are versioned.", "words": 5}},
+            ),
+            OpenApiExample("By version number", request_only=True, value={"version": 2, "variables": {"text": "Hi."}}),
+        ],
         responses={200: RenderedSerializer},
         parameters=[PROMPT_REF],
     )
@@ -139,9 +216,16 @@ class PromptViewSet(viewsets.GenericViewSet):
         summary="Point a label at a version (deploy or roll back)",
         request=LabelMoveInputSerializer,
         responses={200: LabelSerializer, 409: ARCHIVED},
+        examples=[OpenApiExample("Deploy version 2", request_only=True, value={"version": 2})],
         parameters=[
             PROMPT_REF,
-            OpenApiParameter("label", OpenApiTypes.STR, OpenApiParameter.PATH, description="Label name (a slug)."),
+            OpenApiParameter(
+                "label",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                description="Label name: a slug, not `latest` (always the highest version, never moved).",
+                pattern=rf"^(?!{LATEST_LABEL}$)[-a-zA-Z0-9_]+$",
+            ),
         ],
     )
     @action(detail=True, methods=["put"], url_path=r"labels/(?P<label>[-a-zA-Z0-9_]+)")
@@ -162,7 +246,13 @@ class PromptViewSet(viewsets.GenericViewSet):
     list=extend_schema(summary="List a prompt's versions, newest first"),
     create=extend_schema(
         summary="Create the next version of a prompt",
+        description=(
+            "The request names what changes. Its content (`template` or `messages`) is always given; a `model`, "
+            "`variables` or `params` left out is that of the version it is based on: `based_on` (a version number; "
+            "a number that does not exist is a 400 naming `based_on`), else the latest version."
+        ),
         request=VersionInputSerializer,
+        examples=VERSION_EXAMPLES,
         responses={201: VersionSerializer, 409: ARCHIVED},
     ),
     retrieve=extend_schema(

@@ -4,6 +4,7 @@ import pytest
 
 from llmops.tests.helpers import assert_error
 from prompts import services
+from prompts.api.views import PROMPT_EXAMPLES, VERSION_EXAMPLES
 from prompts.models import LabelMove, Prompt, PromptLabel, PromptVersion
 from prompts.tests.factories import prompt_with_version
 
@@ -199,6 +200,17 @@ def test_patch_with_an_unknown_field_is_400_naming_it(alice_client, greet):
     assert (stored.name, stored.description) == ("greet", "")
 
 
+def test_patch_with_nothing_changes_nothing(alice_client, greet):
+    # The schema's PATCH body has no required field, so {} is a valid request: a no-op, not a 400.
+    before = Prompt.objects.get(pk=greet.pk).updated_at
+
+    response = alice_client.patch(f"{PROMPTS}/greet", {}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["description"] == ""
+    assert Prompt.objects.get(pk=greet.pk).updated_at == before
+
+
 def test_put_on_a_prompt_is_405(alice_client, greet):
     assert_error(alice_client.put(f"{PROMPTS}/greet", {"description": "x"}, format="json"), 405, "method_not_allowed")
     assert Prompt.objects.get(pk=greet.pk).description == ""
@@ -286,6 +298,133 @@ def test_versions_have_no_update_or_delete(alice_client, greet, method):
 
     assert_error(response, 405, "method_not_allowed")
     assert PromptVersion.objects.values().get(prompt=greet, number=1) == before
+
+
+# A new version changes only what the request names: model, variables and params left out are those
+# of the version it is based on (`based_on`, else the latest).
+
+SUMMARIZE = {
+    "name": "summarize",
+    "template": "Summarize in {{ words }} words:\n\n{{ text }}",
+    "variables": {"text": {"type": "string"}, "words": {"type": "integer", "default": 30}},
+    "model": "local/smollm2",
+    "params": {"max_tokens": 120, "temperature": 0.3},
+}
+
+
+def _version(prompt_name, number):
+    return PromptVersion.objects.get(prompt__name=prompt_name, number=number)
+
+
+def test_a_version_without_params_model_or_variables_keeps_those_of_the_latest(alice_client):
+    # The README's tour: version 2 gives a new template and no params. It used to get none, and so
+    # every run of it max_tokens BUDGET_DEFAULT_MAX_TOKENS (4096) instead of version 1's 120.
+    alice_client.post(PROMPTS, SUMMARIZE, format="json")
+
+    response = alice_client.post(
+        f"{PROMPTS}/summarize/versions",
+        {"template": "Summarize in at most {{ words }} words:\n\n{{ text }}", "commit_message": "At most"},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["number"] == 2
+    assert body["params"] == {"max_tokens": 120, "temperature": 0.3}
+    assert body["model"] == "local/smollm2"
+    assert body["variables"] == _version("summarize", 1).variables
+    v2 = _version("summarize", 2)
+    assert (v2.template, v2.params, v2.model) == (
+        "Summarize in at most {{ words }} words:\n\n{{ text }}",
+        {"max_tokens": 120, "temperature": 0.3},
+        "local/smollm2",
+    )
+
+
+def test_a_version_changes_only_what_it_names(alice_client):
+    alice_client.post(PROMPTS, SUMMARIZE, format="json")
+
+    response = alice_client.post(
+        f"{PROMPTS}/summarize/versions",
+        {
+            "messages": [{"role": "user", "content": "{{ text }}"}],
+            "params": {},
+            "model": "hf/Qwen/Qwen2.5-1.5B-Instruct",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    v2 = _version("summarize", 2)
+    assert (v2.kind, v2.params, v2.model) == ("chat", {}, "hf/Qwen/Qwen2.5-1.5B-Instruct")  # {} is "none"
+    assert v2.variables == _version("summarize", 1).variables  # not named: kept
+
+
+def test_based_on_takes_the_omitted_fields_from_that_version(alice_client):
+    alice_client.post(PROMPTS, SUMMARIZE, format="json")
+    alice_client.post(
+        f"{PROMPTS}/summarize/versions",
+        {"template": "Shorten: {{ text }}", "variables": {"text": {"type": "string"}}, "params": {"max_tokens": 50}},
+        format="json",
+    )
+
+    latest = alice_client.post(f"{PROMPTS}/summarize/versions", {"template": "Shorter: {{ text }}"}, format="json")
+    based = alice_client.post(
+        f"{PROMPTS}/summarize/versions", {"template": "{{ text }} in {{ words }}", "based_on": 1}, format="json"
+    )
+
+    assert (latest.status_code, based.status_code) == (201, 201), (latest.content, based.content)
+    assert (latest.json()["number"], latest.json()["params"]) == (3, {"max_tokens": 50})
+    assert set(latest.json()["variables"]) == {"text"}
+    assert (based.json()["number"], based.json()["params"]) == (4, SUMMARIZE["params"])
+    assert set(based.json()["variables"]) == {"text", "words"}
+
+
+def test_the_inherited_variables_are_checked_against_the_new_template(alice_client):
+    alice_client.post(PROMPTS, SUMMARIZE, format="json")
+
+    response = alice_client.post(
+        f"{PROMPTS}/summarize/versions", {"template": "{{ text }} for {{ reader }}"}, format="json"
+    )
+
+    error = assert_error(response, 400, "render_error", fields={"template"})
+    assert "reader" in error["fields"]["template"][0]
+    assert PromptVersion.objects.filter(prompt__name="summarize").count() == 1
+
+
+def test_the_docs_examples_are_accepted(alice_client):
+    for example in PROMPT_EXAMPLES:
+        created = alice_client.post(PROMPTS, example.value, format="json")
+        assert created.status_code == 201, (example.name, created.content)
+    for number, example in enumerate(VERSION_EXAMPLES, start=2):
+        response = alice_client.post(f"{PROMPTS}/summarize/versions", example.value, format="json")
+        assert response.status_code == 201, (example.name, response.content)
+        assert response.json()["number"] == number
+
+
+@pytest.mark.parametrize("based_on", [2, 99])
+def test_based_on_a_version_that_does_not_exist_is_400_naming_it(alice_client, greet, based_on):
+    response = alice_client.post(
+        f"{PROMPTS}/greet/versions", {"template": "Hi {{ name }}", "based_on": based_on}, format="json"
+    )
+
+    error = assert_error(response, 400, "validation_error", fields={"based_on"})
+    assert error["fields"]["based_on"] == ["No such version of this prompt."]
+    assert Prompt.objects.get(pk=greet.pk).latest_version_number == 1
+
+
+def test_a_new_version_always_gives_its_content(alice_client, greet):
+    response = alice_client.post(f"{PROMPTS}/greet/versions", {"model": "local/smollm2"}, format="json")
+
+    assert_error(response, 400, "validation_error", fields={"template"})
+    assert PromptVersion.objects.filter(prompt=greet).count() == 1
+
+
+def test_a_first_version_needs_a_model(alice_client):
+    response = alice_client.post(PROMPTS, {"name": "nomodel", "template": "Hi"}, format="json")
+
+    assert_error(response, 400, "validation_error", fields={"model"})
+    assert not Prompt.objects.filter(name="nomodel").exists()
 
 
 @pytest.mark.parametrize("template", ["{{ undeclared }}", "{% if name %}unclosed", "{{ name }"])

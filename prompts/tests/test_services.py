@@ -148,6 +148,44 @@ def test_invalid_version_fields_are_named(alice, fields, offending):
     assert PromptVersion.objects.filter(prompt=prompt).count() == 1
 
 
+def test_omitted_model_variables_and_params_come_from_the_latest_version(alice):
+    prompt, v1 = prompt_with_version(alice, params={"max_tokens": 32, "temperature": 0.5})
+
+    v2 = services.prompt_version_create(prompt=prompt, created_by=alice, template="Hello {{ name }}!")
+
+    assert (v2.number, v2.template) == (2, "Hello {{ name }}!")
+    assert (v2.model, v2.variables, v2.params) == (v1.model, v1.variables, {"max_tokens": 32, "temperature": 0.5})
+
+
+def test_based_on_names_the_version_to_take_them_from(alice):
+    prompt, v1 = prompt_with_version(alice)
+    _next_version(prompt, alice, params={"seed": 7})
+
+    v3 = services.prompt_version_create(prompt=prompt, created_by=alice, template="Yo {{ name }}", based_on=1)
+    v4 = services.prompt_version_create(prompt=prompt, created_by=alice, template="Hey {{ name }}")
+
+    assert v3.params == v1.params == {"max_tokens": 32}
+    assert v4.params == v3.params  # the latest is now v3
+
+
+def test_based_on_a_missing_version_writes_nothing(alice):
+    prompt, _ = prompt_with_version(alice)
+
+    with pytest.raises(ValidationFailed) as caught:
+        services.prompt_version_create(prompt=prompt, created_by=alice, template="Hi {{ name }}", based_on=5)
+
+    assert set(caught.value.fields) == {"based_on"}
+    assert Prompt.objects.get(pk=prompt.pk).latest_version_number == 1
+
+
+def test_a_first_version_without_a_model_is_refused(alice):
+    with pytest.raises(ValidationFailed) as caught:
+        services.prompt_create(owner=alice, name="nomodel", template="Hi")
+
+    assert set(caught.value.fields) == {"model"}
+    assert not Prompt.objects.filter(name="nomodel").exists()
+
+
 def test_label_move_creates_moves_and_records_history(alice):
     prompt, v1 = prompt_with_version(alice)
     v2 = _next_version(prompt, alice)

@@ -4,23 +4,32 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from llmops.parsers import json_loads
+from llmops.schema import not_together
 from llmops.serializers import StrictInputSerializer
+from prompts import services as prompt_services
 from runs import batch_selectors, batch_services
-from runs.api.serializers import MAX_METADATA_KEYS
+from runs.api.serializers import MAX_METADATA_KEYS, MAX_METADATA_VALUE, METADATA_SCHEMA
 from runs.models import Batch
 from runs.serializers import PromptVersionRefSerializer
 
 
-class BatchItemInputSerializer(serializers.Serializer):
-    """One inline item (documentation only: rows are checked by runs.batches, which reports each bad
-    one by its index as `items.<index>.<field>`)."""
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string", "maxLength": batch_services.MAX_KEY_LENGTH}, {"type": "integer"}],
+        "nullable": True,
+    }
+)
+class _ItemKeyField(serializers.CharField):
+    """Documentation only: a string or an integer; null or "" means the item's index."""
+
+
+class BatchItemInputSerializer(StrictInputSerializer):
+    """One inline item (documentation only: rows are checked by runs.batch_files and batch_services,
+    which report each bad one by its index as `items.<index>.<field>`)."""
 
     variables = serializers.DictField(required=False, help_text="The version's variables for this item.")
-    key = serializers.CharField(
-        required=False,
-        max_length=batch_services.MAX_KEY_LENGTH,
-        help_text="Unique in the batch; default: the item's index. Results carry it.",
-    )
+    key = _ItemKeyField(required=False, help_text="Unique in the batch; default: the item's index. Results carry it.")
 
 
 @extend_schema_field(BatchItemInputSerializer(many=True))
@@ -30,7 +39,48 @@ class _ItemsField(serializers.ListField):
     child = serializers.JSONField()
 
 
+class _JSONObjectField(serializers.JSONField):
+    """A JSON object: a value of a JSON body, or JSON text in a multipart form, which is parsed with
+    the API's bounds (no NUL, no lone surrogate, bounded depth) as a JSON body is."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if getattr(data, "is_json_string", False):
+            try:
+                data = json_loads(str(data))
+            except ValueError as exc:
+                raise serializers.ValidationError(f"Invalid JSON: {exc}") from None
+        else:
+            data = super().to_internal_value(data)
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be an object.")
+        return data
+
+
+@extend_schema_field(prompt_services.params_json_schema())
+class _ParamsField(_JSONObjectField):
+    pass
+
+
+@extend_schema_field(METADATA_SCHEMA)
+class _MetadataField(_JSONObjectField):
+    pass
+
+
+class _BooleanField(serializers.BooleanField):
+    """`true` or `false`: a JSON boolean, or that text in a multipart form. DRF would also read `1`,
+    `yes` or `on` from a form, values that the schema's boolean does not include."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, str):
+            if data not in ("true", "false"):
+                self.fail("invalid", input=data)
+            return data == "true"
+        return super().to_internal_value(data)
+
+
 class _BatchOptionsSerializer(StrictInputSerializer):
+    json_schema_rules = [not_together("version", "label")]
+
     prompt = serializers.CharField(max_length=100, help_text="The prompt's id or name.")
     version = serializers.IntegerField(min_value=1, required=False)
     label = serializers.SlugField(  # type: ignore[assignment]
@@ -44,24 +94,18 @@ class _BatchOptionsSerializer(StrictInputSerializer):
         default=batch_services.DEFAULT_CONCURRENCY,
         help_text="Most runs of this batch in flight at once.",
     )
-    params = serializers.JSONField(
-        required=False, default=dict, help_text="Overrides of the version's parameters (an object)."
-    )
-    skip_invalid = serializers.BooleanField(
+    params = _ParamsField(required=False, default=dict, help_text="Overrides of the version's parameters.")
+    skip_invalid = _BooleanField(
         default=False, help_text="Leave invalid rows out (listed in `skipped`) instead of refusing the batch."
     )
     name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-    metadata = serializers.JSONField(
-        required=False, default=dict, help_text=f"String tags, at most {MAX_METADATA_KEYS}."
-    )
+    metadata = _MetadataField(required=False, default=dict, help_text=f"String tags, at most {MAX_METADATA_KEYS}.")
 
-    def validate_metadata(self, value: Any) -> dict[str, str]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be an object.")
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, str]:
         if len(value) > MAX_METADATA_KEYS:
             raise serializers.ValidationError(f"At most {MAX_METADATA_KEYS} keys.")
-        if not all(isinstance(v, str) and len(v) <= 500 for v in value.values()):
-            raise serializers.ValidationError("Values must be strings of at most 500 characters.")
+        if not all(isinstance(v, str) and len(v) <= MAX_METADATA_VALUE for v in value.values()):
+            raise serializers.ValidationError(f"Values must be strings of at most {MAX_METADATA_VALUE} characters.")
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +121,8 @@ class BatchCreateSerializer(_BatchOptionsSerializer):
 
 
 class BatchUploadSerializer(_BatchOptionsSerializer):
-    """multipart/form-data: the items as a JSON Lines or CSV file; `params` and `metadata` as JSON text."""
+    """multipart/form-data: the items as a JSON Lines or CSV file; `params` and `metadata` as JSON text
+    (form parts of type application/json)."""
 
     file = serializers.FileField(
         help_text=(
@@ -89,6 +134,19 @@ class BatchUploadSerializer(_BatchOptionsSerializer):
     format = serializers.ChoiceField(
         choices=["jsonl", "csv"], required=False, help_text="Default: `csv` for a .csv file name, else `jsonl`."
     )
+
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads an empty form value of an optional field as "not given"; the schema (and a JSON
+        # body) call it invalid, so it is refused here too rather than silently defaulted.
+        if hasattr(data, "getlist"):
+            empty = [
+                name
+                for name, field in self.fields.items()
+                if data.get(name) == "" and not getattr(field, "allow_blank", False)
+            ]
+            if empty:
+                raise serializers.ValidationError({name: ["Must not be empty."] for name in empty})
+        return super().to_internal_value(data)
 
 
 class BatchCountsSerializer(serializers.Serializer):

@@ -4,7 +4,14 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiRequest,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import exceptions, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -74,7 +81,45 @@ def _check_upload_size(request: Request) -> None:
             "validated first: a bad row is reported by line in `error.fields` (`items.17.variables.name`) and "
             "nothing is created, unless `skip_invalid` is true."
         ),
-        request={"application/json": BatchCreateSerializer, "multipart/form-data": BatchUploadSerializer},
+        request={
+            "application/json": OpenApiRequest(
+                BatchCreateSerializer,
+                examples=[
+                    OpenApiExample(
+                        "Inline items",
+                        value={
+                            "prompt": "greet",
+                            "label": "production",
+                            "items": [
+                                {"variables": {"name": "Ada"}, "key": "ada"},
+                                {"variables": {"name": "Grace"}, "key": "grace"},
+                            ],
+                            "concurrency": 2,
+                            "params": {"max_tokens": 64},
+                            "name": "greetings",
+                            "metadata": {"team": "docs"},
+                        },
+                    )
+                ],
+            ),
+            "multipart/form-data": OpenApiRequest(
+                BatchUploadSerializer,
+                # JSON text in the form: sent as parts of type application/json.
+                encoding={name: {"contentType": "application/json"} for name in ("params", "metadata")},
+                examples=[
+                    OpenApiExample(
+                        "A CSV file",
+                        value={
+                            "prompt": "greet",
+                            "version": 1,
+                            "file": "name\nAda\nGrace\n",
+                            "format": "csv",
+                            "metadata": {"team": "docs"},
+                        },
+                    )
+                ],
+            ),
+        },
         responses={201: BatchCreatedSerializer},
     ),
 )

@@ -1,30 +1,42 @@
 from typing import Any
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from llmops.schema import not_together
 from llmops.serializers import StrictInputSerializer
+from prompts.api.serializers import ModelField, ParamsField
 from runs.models import Run
 
 MAX_METADATA_KEYS = 32
+MAX_METADATA_VALUE = 500
+METADATA_SCHEMA = {
+    "type": "object",
+    "maxProperties": MAX_METADATA_KEYS,
+    "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE},
+}
+
+
+@extend_schema_field(METADATA_SCHEMA)
+class _MetadataField(serializers.DictField):
+    child = serializers.CharField(max_length=MAX_METADATA_VALUE, allow_blank=True)
 
 
 class RunCreateSerializer(StrictInputSerializer):
-    prompt = serializers.CharField(max_length=100, required=False, help_text="The prompt's id or name.")
+    json_schema_rules = [not_together("version", "label")]
+
+    prompt = serializers.CharField(max_length=100, help_text="The prompt's id or name.")
     version = serializers.IntegerField(min_value=1, required=False)
     label = serializers.SlugField(  # type: ignore[assignment]
         max_length=50, required=False, help_text="Default: `production` if set, else latest."
     )
     variables = serializers.DictField(required=False, default=dict)
-    params = serializers.DictField(required=False, default=dict, help_text="Overrides of the version's parameters.")
-    model = serializers.CharField(
+    params = ParamsField(required=False, default=dict, help_text="Overrides of the version's parameters.")
+    model = ModelField(
         max_length=255, required=False, help_text="Override of the version's model: <provider>/<model id>."
     )
-    metadata = serializers.DictField(
-        child=serializers.CharField(max_length=500, allow_blank=True),
-        required=False,
-        default=dict,
-        help_text=f"String tags, at most {MAX_METADATA_KEYS}.",
-    )
+    metadata = _MetadataField(required=False, default=dict, help_text=f"String tags, at most {MAX_METADATA_KEYS}.")
 
     def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
         if len(value) > MAX_METADATA_KEYS:
@@ -40,6 +52,22 @@ class RunCreateSerializer(StrictInputSerializer):
 class SeedRunCreateSerializer(RunCreateSerializer):
     """The seed's body shape, accepted by POST /api/v1/run besides the RunCreateSerializer one."""
 
+    json_schema_rules = [
+        *RunCreateSerializer.json_schema_rules,
+        {
+            "oneOf": [
+                {"required": ["prompt"], "not": {"required": ["prompt_version_id"]}},
+                {
+                    "required": ["prompt_version_id"],
+                    "not": {"anyOf": [{"required": [name]} for name in ("prompt", "version", "label")]},
+                },
+            ]
+        },
+    ]
+
+    prompt = serializers.CharField(
+        max_length=100, required=False, help_text="The prompt's id or name (or give prompt_version_id)."
+    )
     prompt_version_id = serializers.UUIDField(required=False, help_text="Seed shape: a prompt version's id.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +83,10 @@ class SeedRunCreateSerializer(RunCreateSerializer):
 
 class RunCreateQuerySerializer(serializers.Serializer):
     wait = serializers.FloatField(
-        required=False, min_value=0, max_value=60, help_text="Seconds to wait for the result."
+        required=False,
+        min_value=0,
+        max_value=60,
+        help_text=f"Seconds to wait for the result; the wait is cut at RUN_WAIT_MAX_S ({settings.RUN_WAIT_MAX_S}).",
     )
 
 

@@ -2,8 +2,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -11,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import APIKey, Scope
-from llmops.schema import ErrorSerializer
+from llmops.schema import NON_BLANK, ErrorSerializer
 from runs import selectors, services
 from runs.api.serializers import (
     RunCreateQuerySerializer,
@@ -22,15 +21,32 @@ from runs.api.serializers import (
 from runs.models import Run
 from runs.serializers import RunSerializer
 
+MAX_IDEMPOTENCY_KEY = 200
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": NON_BLANK},
     OpenApiParameter.HEADER,
     description="Same key and body from the same owner returns the same run; a different body is 409.",
 )
-WAIT_PARAM = OpenApiParameter(
-    "wait", OpenApiTypes.NUMBER, description=f"Wait up to this many seconds (at most {settings.RUN_WAIT_MAX_S})."
-)
+RUN_EXAMPLES = [
+    OpenApiExample(
+        "Production version (else the latest)",
+        request_only=True,
+        value={"prompt": "greet", "variables": {"name": "Ada"}, "metadata": {"ticket": "T-123"}},
+    ),
+    OpenApiExample(
+        "A version, with overrides",
+        request_only=True,
+        value={
+            "prompt": "greet",
+            "version": 1,
+            "variables": {"name": "Ada"},
+            "params": {"max_tokens": 64, "temperature": 0.2},
+            "model": "local/smollm2",
+        },
+    ),
+    OpenApiExample("A label", request_only=True, value={"prompt": "greet", "label": "staging", "variables": {}}),
+]
 CREATE_RESPONSES = {
     200: OpenApiResponse(
         RunSerializer, description="Finished within `wait`, or an idempotent replay of a finished run."
@@ -49,7 +65,6 @@ CREATE_RESPONSES = {
         "the `Retry-After` header gives the seconds until the minute ends.",
     ),
 }
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def _create_run(request: Request, data: dict[str, Any]) -> Response:
@@ -85,7 +100,8 @@ def _create_run(request: Request, data: dict[str, Any]) -> Response:
         summary="Run a prompt version against its model",
         request=RunCreateSerializer,
         responses=CREATE_RESPONSES,
-        parameters=[IDEMPOTENCY_HEADER, WAIT_PARAM],
+        parameters=[IDEMPOTENCY_HEADER, RunCreateQuerySerializer],
+        examples=RUN_EXAMPLES,
     ),
 )
 @extend_schema(tags=["runs"])
@@ -142,7 +158,15 @@ class SeedRunView(APIView):
         summary="Run a prompt version (alias of POST /api/v1/runs; also takes prompt_version_id)",
         request=SeedRunCreateSerializer,
         responses=CREATE_RESPONSES,
-        parameters=[IDEMPOTENCY_HEADER, WAIT_PARAM],
+        parameters=[IDEMPOTENCY_HEADER, RunCreateQuerySerializer],
+        examples=[
+            *RUN_EXAMPLES,
+            OpenApiExample(
+                "Seed shape: a prompt version's id",
+                request_only=True,
+                value={"prompt_version_id": "0b6f1d5e-8d2c-4c61-9a53-3f0c2b8e7a10", "variables": {"name": "Ada"}},
+            ),
+        ],
         tags=["runs"],
         operation_id="run_create_alias",
     )

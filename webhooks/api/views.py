@@ -4,7 +4,7 @@
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -28,11 +28,23 @@ from webhooks.models import WebhookEndpoint
         summary="Register a webhook endpoint (the signing secret is returned once)",
         request=WebhookEndpointCreateSerializer,
         responses={201: WebhookEndpointCreatedSerializer},
+        examples=[
+            OpenApiExample(
+                "Finished runs",
+                request_only=True,
+                value={
+                    "url": "https://hooks.example.com/llmops",
+                    "events": ["run.succeeded", "run.failed"],
+                    "description": "Ops channel",
+                },
+            )
+        ],
     ),
     retrieve=extend_schema(summary="Get a webhook endpoint"),
     partial_update=extend_schema(
         summary="Change a webhook endpoint's URL, events, description or active flag",
         request=WebhookEndpointUpdateSerializer,
+        examples=[OpenApiExample("Pause it", request_only=True, value={"is_active": False})],
     ),
     destroy=extend_schema(summary="Delete a webhook endpoint and its delivery log"),
 )
