@@ -73,7 +73,7 @@ def normalize_variables(variables: Any) -> dict[str, dict[str, Any]]:
     normalized: dict[str, dict[str, Any]] = {}
     for name, spec in variables.items():
         field = f"variables.{name}"
-        if not _VARIABLE_NAME.match(name):
+        if not _VARIABLE_NAME.fullmatch(name):
             errors[field] = ["Variable names are identifiers: letters, digits and _, not starting with a digit."]
             continue
         if not isinstance(spec, dict):

@@ -71,7 +71,7 @@ def params_json_schema() -> dict[str, Any]:
 
 
 def validate_model(model: Any) -> str:
-    if not isinstance(model, str) or not _MODEL.match(model):
+    if not isinstance(model, str) or not _MODEL.fullmatch(model):
         raise ValidationFailed(
             "Invalid model.",
             fields={

@@ -24,7 +24,7 @@ def model_check(*, model: str, field: str) -> tuple[Provider, str]:
     Checks, in order: the string's shape, that the provider exists and is enabled, and that the
     provider lists the model (a cached listing; see clients.check_model).
     """
-    if not isinstance(model, str) or not _MODEL.match(model):
+    if not isinstance(model, str) or not _MODEL.fullmatch(model):
         raise ValidationFailed("Invalid model.", fields={field: [MODEL_HELP]})
     provider_name, model_id = model_split(model)
     provider = Provider.objects.filter(name=provider_name).first()

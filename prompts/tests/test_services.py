@@ -126,6 +126,8 @@ def test_saving_an_existing_version_raises_and_changes_nothing(alice):
     ("fields", "offending"),
     [
         ({"model": "no-slash"}, "model"),
+        ({"model": "local/smollm2\n"}, "model"),  # `$` alone would let a trailing newline through
+        ({"variables": {"name\n": {}}, "template": "Hi"}, "variables.name\n"),
         ({"params": {"temperature": 3}}, "params.temperature"),
         ({"params": {"max_tokens": True}}, "params.max_tokens"),
         ({"params": {"colour": "red"}}, "params.colour"),
