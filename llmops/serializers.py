@@ -34,7 +34,14 @@ def _json_type_problem(field: serializers.Field, value: Any) -> str | None:
         # Documented as a decimal string (money is never a float).
         return None if not coerce or isinstance(value, str) else "Must be a decimal number as a string."
     if isinstance(field, _STRING_FIELDS):
-        return None if isinstance(value, str) else "Must be a string."
+        if not isinstance(value, str):
+            return "Must be a string."
+        # The schema's maxLength counts the value as sent; DRF would count it after trimming its
+        # whitespace, and so take a longer value than the schema allows (found by Schemathesis).
+        max_length = getattr(field, "max_length", None)
+        if max_length is not None and len(value) > max_length:
+            return f"Ensure this field has no more than {max_length} characters."
+        return None
     if isinstance(field, serializers.ListField) and isinstance(value, list):
         return next(filter(None, (_json_type_problem(field.child, item) for item in value)), None)
     if isinstance(field, serializers.DictField) and isinstance(value, dict):

@@ -543,3 +543,15 @@ def test_through_gunicorn_concurrent_writes_never_fail(server):
 
     assert sorted(set(statuses)) == [201], statuses
     assert len(statuses) == 80
+
+
+def test_max_length_counts_the_value_as_sent_not_after_trimming(alice_client):
+    # 5 leading whitespace characters + 100: DRF alone trimmed first and stored 100, above the schema's
+    # maxLength (found by Schemathesis on POST /api/v1/keys).
+    too_long = "    \t" + "k" * 100
+
+    response = alice_client.post("/api/v1/keys", {"name": too_long}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "name" in response.json()["error"]["fields"]
+    assert alice_client.post("/api/v1/keys", {"name": "  k" + "k" * 97}, format="json").status_code == 201
