@@ -1,6 +1,5 @@
 """Writes for prompts, their versions and labels."""
 
-import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -10,10 +9,9 @@ from accounts.models import User
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+from providers.checks import model_shape_check
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_emit
-
-_MODEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}/[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
 
 # name -> (types, min, max); None bounds are open.
 _PARAMS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
@@ -71,14 +69,7 @@ def params_json_schema() -> dict[str, Any]:
 
 
 def validate_model(model: Any) -> str:
-    if not isinstance(model, str) or not _MODEL.fullmatch(model):
-        raise ValidationFailed(
-            "Invalid model.",
-            fields={
-                "model": ["Must be '<provider>/<model id>', e.g. 'local/smollm2' or 'hf/Qwen/Qwen2.5-1.5B-Instruct'."]
-            },
-        )
-    return model
+    return model_shape_check(model=model, field="model")
 
 
 def _validated_content(

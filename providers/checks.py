@@ -2,6 +2,7 @@
 batches): check first, then do, so a bad model is a 400 now and not a failure in a worker."""
 
 import re
+from typing import Any
 
 from llmops.errors import ValidationFailed
 from providers import clients
@@ -18,14 +19,20 @@ def model_split(model: str) -> tuple[str, str]:
     return provider_name, model_id
 
 
+def model_shape_check(*, model: Any, field: str) -> str:
+    """`model` when it has the `<provider>/<model id>` shape, or a ValidationFailed naming `field`."""
+    if not isinstance(model, str) or not _MODEL.fullmatch(model):
+        raise ValidationFailed("Invalid model.", fields={field: [MODEL_HELP]})
+    return model
+
+
 def model_check(*, model: str, field: str) -> tuple[Provider, str]:
     """The enabled provider and the model id of `model`, or a ValidationFailed naming `field`.
 
     Checks, in order: the string's shape, that the provider exists and is enabled, and that the
     provider lists the model (a cached listing; see clients.check_model).
     """
-    if not isinstance(model, str) or not _MODEL.fullmatch(model):
-        raise ValidationFailed("Invalid model.", fields={field: [MODEL_HELP]})
+    model_shape_check(model=model, field=field)
     provider_name, model_id = model_split(model)
     provider = Provider.objects.filter(name=provider_name).first()
     if provider is None:
