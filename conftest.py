@@ -43,6 +43,23 @@ def anon_client() -> APIClient:
     return APIClient()
 
 
+@pytest.fixture(autouse=True)
+def _local_provider(request):
+    """The `local` provider exists in every test that touches the database, as `make run` registers
+    it: a version must name a known provider, and most tests' versions use `local/smollm2`. It points
+    at a closed port; tests that run models point it at their own server through provider_factory.
+    """
+    if "transactional_db" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+    elif "db" in request.fixturenames:
+        request.getfixturevalue("db")
+    elif request.node.get_closest_marker("django_db") is None:
+        return
+    from providers.tests.factories import ProviderFactory
+
+    ProviderFactory(name="local", base_url="http://127.0.0.1:9/v1")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fast_password_hashing():
     """Tests create users by the hundred; the production hasher's deliberate cost would dominate."""

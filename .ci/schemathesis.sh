@@ -143,11 +143,13 @@ UNSTATABLE = {
         ("template", "syntax error|undeclared", TEMPLATE),
         ("messages.", "syntax error|undeclared", TEMPLATE),
         *VARIABLES,
+        ("model", "provider", PROVIDER),
     ],
     "POST /api/v1/prompts/{ref}/versions": [
         ("template", "syntax error|undeclared", TEMPLATE),
         ("messages.", "syntax error|undeclared", TEMPLATE),
         *VARIABLES,
+        ("model", "provider", PROVIDER),
         ("based_on", "No such version", EXISTS),
     ],
     "POST /api/v1/prompts/{ref}/render": [

@@ -9,7 +9,7 @@ from accounts.models import User
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
-from providers.checks import model_shape_check
+from providers.checks import provider_check
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_emit
 
@@ -69,7 +69,9 @@ def params_json_schema() -> dict[str, Any]:
 
 
 def validate_model(model: Any) -> str:
-    return model_shape_check(model=model, field="model")
+    """`model` when its provider exists and is enabled (see providers.checks.provider_check)."""
+    provider_check(model=model, field="model")
+    return str(model)
 
 
 def _validated_content(

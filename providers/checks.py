@@ -26,14 +26,15 @@ def model_shape_check(*, model: Any, field: str) -> str:
     return model
 
 
-def model_check(*, model: str, field: str) -> tuple[Provider, str]:
-    """The enabled provider and the model id of `model`, or a ValidationFailed naming `field`.
+def provider_check(*, model: Any, field: str) -> Provider:
+    """The enabled provider that `model` names, or a ValidationFailed naming `field`.
 
-    Checks, in order: the string's shape, that the provider exists and is enabled, and that the
-    provider lists the model (a cached listing; see clients.check_model).
+    Checks the string's shape, then that the provider exists and is enabled; asks the provider
+    nothing. Versions take this check: they are definitions, saved whether or not the provider
+    answers now. Runs take model_check, which adds the provider's model listing.
     """
     model_shape_check(model=model, field=field)
-    provider_name, model_id = model_split(model)
+    provider_name, _ = model_split(model)
     provider = Provider.objects.filter(name=provider_name).first()
     if provider is None:
         known = ", ".join(Provider.objects.order_by("name").values_list("name", flat=True)) or "none yet"
@@ -50,6 +51,17 @@ def model_check(*, model: str, field: str) -> tuple[Provider, str]:
             fields={field: ["This provider is disabled."]},
             code="provider_disabled",
         )
+    return provider
+
+
+def model_check(*, model: str, field: str) -> tuple[Provider, str]:
+    """The enabled provider and the model id of `model`, or a ValidationFailed naming `field`.
+
+    Checks, in order: the string's shape, that the provider exists and is enabled (provider_check),
+    and that the provider lists the model (a cached listing; see clients.check_model).
+    """
+    provider = provider_check(model=model, field=field)
+    _, model_id = model_split(model)
     try:
         clients.check_model(provider=provider, model_id=model_id)
     except clients.ProviderError as exc:

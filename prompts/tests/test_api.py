@@ -190,9 +190,7 @@ def test_patch_updates_the_description_only(alice_client, greet):
 
 
 def test_patch_with_an_unknown_field_is_400_naming_it(alice_client, greet):
-    response = alice_client.patch(
-        f"{PROMPTS}/{greet.pk}", {"description": "x", "name": "renamed"}, format="json"
-    )
+    response = alice_client.patch(f"{PROMPTS}/{greet.pk}", {"description": "x", "name": "renamed"}, format="json")
 
     error = assert_error(response, 400, "validation_error", fields={"name"})
     assert error["fields"]["name"] == ["Unknown field."]
@@ -626,3 +624,46 @@ def test_render_refuses_sandbox_escapes_with_400(alice_client, alice, template):
 
     assert_error(response, 400, "render_error", fields={"template"})
     assert "<class" not in response.content.decode()
+
+
+# The model's provider
+
+
+def test_a_version_naming_an_unknown_provider_is_400_naming_the_known_ones(alice_client, greet):
+    response = alice_client.post(
+        f"{PROMPTS}/greet/versions", {"template": "Hi {{ name }}", "model": "nosuch/model"}, format="json"
+    )
+
+    error = assert_error(response, 400, "unknown_provider", fields={"model"})
+    assert error["fields"]["model"] == [
+        "No provider named 'nosuch' (known: hf, local); staff add providers in the admin."
+    ]
+    assert greet.versions.count() == 1
+
+
+def test_a_prompt_naming_an_unknown_provider_is_400_and_creates_nothing(alice_client):
+    response = alice_client.post(PROMPTS, {**TEXT_PROMPT, "model": "nosuch/model"}, format="json")
+
+    assert_error(response, 400, "unknown_provider", fields={"model"})
+    assert not Prompt.objects.exists()
+
+
+def test_a_version_naming_a_disabled_provider_is_400(alice_client, greet):
+    from providers.models import Provider
+
+    Provider.objects.filter(name="hf").update(enabled=False)
+
+    body = {"template": "Hi {{ name }}", "model": "hf/Qwen/Qwen2.5-1.5B-Instruct"}
+    response = alice_client.post(f"{PROMPTS}/greet/versions", body, format="json")
+
+    assert_error(response, 400, "provider_disabled", fields={"model"})
+    assert greet.versions.count() == 1
+
+
+def test_a_version_is_saved_while_its_provider_is_unreachable(alice_client, greet):
+    """The provider is asked nothing: `local` points at a closed port in tests."""
+    response = alice_client.post(
+        f"{PROMPTS}/greet/versions", {"template": "Hi {{ name }}", "model": "local/another-model"}, format="json"
+    )
+
+    assert response.status_code == 201, response.content

@@ -207,3 +207,26 @@ def test_default_password_refused_outside_debug(settings, monkeypatch):
 
     assert not User.objects.filter(username="demo").exists()
     assert not Prompt.objects.exists()
+
+
+@pytest.mark.parametrize("_local_provider", [None])  # no `local` provider yet, as on a fresh install
+def test_registers_the_local_provider_its_prompt_names_when_missing(_local_provider):
+    from providers.models import Provider
+
+    assert not Provider.objects.filter(name="local").exists()
+
+    run_demo("--password", PASSWORD)
+
+    provider = Provider.objects.get(name="local")
+    assert (provider.kind, provider.base_url) == ("openai-compatible", "http://127.0.0.1:8011/v1")
+    assert provider.enabled
+
+
+def test_leaves_an_existing_local_provider_where_it_points():
+    from providers.models import Provider
+
+    Provider.objects.filter(name="local").update(base_url="http://10.0.0.5:9000/v1")
+
+    run_demo("--password", PASSWORD)
+
+    assert Provider.objects.get(name="local").base_url == "http://10.0.0.5:9000/v1"

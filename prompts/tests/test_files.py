@@ -361,6 +361,16 @@ def test_invalid_file_is_reported_by_name_and_nothing_from_it_is_written(bob, tm
     assert message == "1 file(s) failed, nothing written from them: broken.yaml."
 
 
+def test_a_version_naming_an_unknown_provider_is_reported_and_nothing_from_the_file_is_written(bob, tmp_path):
+    write(tmp_path / "typo.yaml", {"name": "typo", "versions": [_valid_version(model="lcoal/x")]})
+
+    _, err, message = import_failing(bob, tmp_path)
+
+    assert "typo.yaml: versions.0.model: No provider named 'lcoal' (known: hf, local)" in err
+    assert not Prompt.objects.filter(name="typo").exists()
+    assert message == "1 file(s) failed, nothing written from them: typo.yaml."
+
+
 @pytest.mark.parametrize(
     ("document", "field", "problem"),
     [

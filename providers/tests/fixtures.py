@@ -35,7 +35,8 @@ def fresh_cache() -> Iterator[None]:
 
 @pytest.fixture
 def provider_factory(db: Any, openai_server: OpenAIServer) -> ProviderFactory:
-    """Creates a Provider row; by default an openai-compatible one pointing at `openai_server`."""
+    """Creates a Provider row; by default an openai-compatible one pointing at `openai_server`.
+    A name that exists (such as the tests' `local`) is updated to these fields instead."""
 
     def create(**fields: Any) -> Provider:
         values: dict[str, Any] = {
@@ -45,7 +46,9 @@ def provider_factory(db: Any, openai_server: OpenAIServer) -> ProviderFactory:
             "timeout": 5.0,
         }
         values.update(fields)
-        return Provider.objects.create(**values)
+        name = values.pop("name")
+        provider, _ = Provider.objects.update_or_create(name=name, defaults=values)
+        return provider
 
     return create
 

@@ -8,6 +8,7 @@ import pytest
 from billing.models import CostLog, ModelPrice
 from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
+from providers.tests.factories import ProviderFactory
 from providers.tests.openai_server import answer
 from runs.models import Run
 from runs.tests.worker import wait_for_run
@@ -42,7 +43,10 @@ def test_unknown_prompt_is_400_naming_the_field(alice_client, provider):
 
 
 def test_unknown_provider_is_rejected_before_queueing(alice_client, alice, provider):
-    prompt_with_version(alice, name="other", model="nosuch/model")
+    """A version's provider removed since the version was saved."""
+    gone = ProviderFactory(name="gone")
+    prompt_with_version(alice, name="other", model="gone/model")
+    gone.delete()
 
     response = alice_client.post("/api/v1/runs", {"prompt": "other", "variables": {"name": "x"}}, format="json")
 

@@ -1,5 +1,8 @@
 """`manage.py demo`: a demo superuser, an API key and a `greet` prompt to try the platform with.
 
+The prompt's model is `local/smollm2`; the `local` provider is registered (at the local model's default
+port) when it is missing, since a version must name a known provider.
+
 Safe to run again (`make run` runs it on every start): the user, the prompt and the key are created once.
 A key's plaintext is never stored, so printing a usable key means giving it a new secret: each run rotates
 the demo key (the secret printed last time stops working; the key's id, prefix, scopes, limits and budgets
@@ -20,6 +23,8 @@ from accounts.models import APIKey, User
 from llmops.errors import NotFound
 from prompts import selectors, services
 from prompts.models import Prompt
+from providers import local_model
+from providers.models import Provider
 
 DEMO_USERNAME = "demo"
 DEMO_KEY_NAME = "demo"
@@ -62,6 +67,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             user, user_created = _demo_user(password=password)
             api_key, plaintext, key_state = _demo_key(user=user)
+            _local_provider()
             prompt, prompt_created = _demo_prompt(owner=user)
         labels = {label.name: label.version.number for label in selectors.label_list(prompt=prompt)}
         self._print(
@@ -162,6 +168,13 @@ def _demo_key(*, user: User) -> tuple[APIKey, str, str]:
     if active[1:]:
         state += f"; {len(active) - 1} older demo key(s) revoked"
     return api_key, plaintext, state
+
+
+def _local_provider() -> None:
+    """The `local` provider the demo prompt names, registered at the local model's default address when
+    missing (`local_model serve`, which `make run` starts next, points it at the port it serves on)."""
+    if not Provider.objects.filter(name=local_model.LOCAL_PROVIDER_NAME).exists():
+        local_model.ensure_local_provider(local_model.DEFAULT_PORT)
 
 
 def _demo_prompt(*, owner: User) -> tuple[Prompt, bool]:
