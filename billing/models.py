@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from llmops.models import BaseModel
+from llmops.money import money_str
 
 
 class ModelPrice(BaseModel):
@@ -89,7 +90,8 @@ class CostLog(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model}: {self.total_cost if self.cost_known else 'unknown'} {self.currency}"
+        cost = money_str(self.total_cost) if self.total_cost is not None else "unknown"
+        return f"{self.model}: {cost} {self.currency}"
 
 
 class Budget(BaseModel):
@@ -131,7 +133,7 @@ class Budget(BaseModel):
 
     def __str__(self) -> str:
         scope = f"key {self.api_key.prefix}" if self.api_key is not None else "user-wide"
-        return f"{self.amount} USD per {self.window} ({scope})"
+        return f"{money_str(self.amount)} USD per {self.window} ({scope})"
 
     def clean(self) -> None:
         # The API only offers the caller's own keys; this keeps the admin's form to the same rule.
@@ -175,4 +177,4 @@ class BudgetReservation(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} USD {self.status} for run {self.run_id}"
+        return f"{money_str(self.amount)} USD {self.status} for run {self.run_id}"

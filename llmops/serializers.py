@@ -42,6 +42,8 @@ def _json_type_problem(field: serializers.Field, value: Any) -> str | None:
         if max_length is not None and len(value) > max_length:
             return f"Ensure this field has no more than {max_length} characters."
         return None
+    if isinstance(field, serializers.ChoiceField) and all(isinstance(choice, str) for choice in field.choices):
+        return None if isinstance(value, str) else "Must be a string."
     if isinstance(field, serializers.ListField) and isinstance(value, list):
         return next(filter(None, (_json_type_problem(field.child, item) for item in value)), None)
     if isinstance(field, serializers.DictField) and isinstance(value, dict):
@@ -49,11 +51,13 @@ def _json_type_problem(field: serializers.Field, value: Any) -> str | None:
     return None
 
 
+# The base classes' docs are comments, not docstrings: drf-spectacular describes a component with the
+# first docstring up its class tree, and these are for this code's readers, not the API's.
+
+
+# Takes a JSON body's values only in the types its schema documents (see _json_type_problem). Form and
+# query data (a QueryDict: every value a string) are left to DRF's conversions.
 class TypedInputSerializer(serializers.Serializer):
-    """Takes a JSON body's values only in the types its schema documents (see _json_type_problem).
-
-    Form and query data (a QueryDict: every value a string) are left to DRF's conversions."""
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and not hasattr(data, "getlist"):
             wrong = {
@@ -66,9 +70,8 @@ class TypedInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+# Rejects fields it does not know, so a typo is a 400 instead of a silently ignored value.
 class StrictInputSerializer(TypedInputSerializer):
-    """Rejects fields it does not know, so a typo is a 400 instead of a silently ignored value."""
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = set(data) - set(self.fields)

@@ -38,11 +38,18 @@ class APIKeySerializer(serializers.ModelSerializer):
 class APIKeyCreateSerializer(TypedInputSerializer):
     name = serializers.CharField(max_length=100)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    # Checked against Scope by the service, whose error names each unknown scope.
+    # An enum and minItems in the schema; the service checks the same again for its other callers.
     scopes = serializers.ListField(
-        child=serializers.CharField(),
+        child=serializers.ChoiceField(
+            choices=Scope.choices,
+            error_messages={
+                "invalid_choice": f'"{{input}}" is not a scope; valid scopes are {", ".join(Scope.values)}.'
+            },
+        ),
         required=False,
-        help_text=f"Scopes to grant (default: all): {', '.join(Scope.values)}. Never more than the calling key has.",
+        min_length=1,
+        error_messages={"min_length": "A key needs at least one scope."},
+        help_text="Scopes to grant (default: all). Never more than the calling key has.",
     )
 
 

@@ -387,20 +387,20 @@ def test_a_new_key_gets_the_scopes_asked_for_and_only_those_work(alice_client, a
 
 
 @pytest.mark.parametrize(
-    ("scopes", "named"),
+    ("scopes", "field", "named"),
     [
-        (["prompts:read", "prompts:admin"], "'prompts:admin'"),
-        (["everything"], "'everything'"),
-        ([], "at least one"),
-        ("prompts:read", None),  # not a list
+        (["prompts:read", "prompts:admin"], "scopes.1", '"prompts:admin" is not a scope; valid scopes are'),
+        (["everything"], "scopes.0", '"everything" is not a scope'),
+        ([], "scopes", "A key needs at least one scope."),
+        ("prompts:read", "scopes", None),  # not a list
     ],
 )
-def test_bad_scopes_are_400_and_create_nothing(alice_client, alice, scopes, named):
+def test_bad_scopes_are_400_naming_the_item_and_create_nothing(alice_client, alice, scopes, field, named):
     response = alice_client.post(KEYS_URL, {"name": "bad", "scopes": scopes}, format="json")
 
-    error = assert_error(response, 400, "validation_error", fields={"scopes"})
+    error = assert_error(response, 400, "validation_error", fields={field})
     if named:
-        assert named in error["message"] or named in error["fields"]["scopes"][0]
+        assert error["fields"][field][0].startswith(named)
     assert APIKey.objects.filter(user=alice).count() == 1  # only the client's own key
 
 

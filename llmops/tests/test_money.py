@@ -50,8 +50,8 @@ def test_cost_log_admin_shows_costs_as_money(admin_client):
     for label, shown in (("Input cost", "0.00"), ("Output cost", "1.50"), ("Total cost", "1.50")):
         assert re.search(rf"<label>{label}:</label>\s*<div class=\"readonly\">{re.escape(shown)}</div>", page), label
     assert not TEN_PLACES.search(changelist)
-    # (The page title is the model's __str__, which is not the admin's to format.)
-    assert not any(TEN_PLACES.search(value) for value in re.findall(r'<div class="readonly">(.*?)</div>', page))
+    assert not TEN_PLACES.search(page)  # the fields, and the title (the model's __str__)
+    assert f"{log.model}: 1.50 USD" in page
 
 
 @pytest.mark.django_db
@@ -67,6 +67,12 @@ def test_budget_and_reservation_admin_show_amounts_as_money(admin_client):
     assert '<td class="field-amount_usd">0.000123</td>' in reservations
     assert reservation.budget.pk  # the row the pages show
     assert not TEN_PLACES.search(reservations)
+    for page in ("budget", "budgetreservation"):
+        obj = reservation.budget if page == "budget" else reservation
+        change = admin_client.get(f"/admin/billing/{page}/{obj.pk}/change/").content.decode()
+        assert not TEN_PLACES.search(change), page
+    assert str(reservation.budget).startswith("10.00 USD per ")
+    assert str(reservation).startswith("0.000123 USD ")
 
 
 @pytest.mark.django_db

@@ -1,6 +1,7 @@
 """The OpenAPI schema: served, valid, free of generator warnings, documenting the error responses, in
 workflow order, and with a valid example for every request body."""
 
+import re
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from jsonschema import Draft7Validator
+
+from accounts.models import Scope
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 ALWAYS_DOCUMENTED = {"400", "401", "404", "500"}
@@ -136,10 +139,28 @@ def test_every_request_body_has_examples_that_its_schema_takes(schema):
     ("component", "value"),
     [
         # What Swagger UI used to offer as the example: both contents, and made-up keys.
-        ("PromptCreateRequest", {"name": "x", "model": "local/m", "template": "Hi", "messages": [
-            {"role": "user", "content": "Hi"}]}),
+        (
+            "PromptCreateRequest",
+            {"name": "x", "model": "local/m", "template": "Hi", "messages": [{"role": "user", "content": "Hi"}]},
+        ),
         ("VersionInputRequest", {"template": "Hi", "params": {"additionalProp1": {}}}),
     ],
 )
 def test_the_old_made_up_examples_are_invalid(schema, component, value):
     assert schema_errors(schema, {"$ref": f"#/components/schemas/{component}"}, value)
+
+
+def test_a_key_request_names_the_valid_scopes(schema):
+    scopes = schema["components"]["schemas"]["APIKeyCreateRequest"]["properties"]["scopes"]
+    enum = schema["components"]["schemas"][scopes["items"]["$ref"].rsplit("/", 1)[1]]["enum"]
+
+    assert enum == [scope.value for scope in Scope]
+    assert scopes["minItems"] == 1
+
+
+def test_no_component_is_described_by_a_docstring_written_for_this_codes_readers(schema):
+    """drf-spectacular takes the first docstring up a serializer's class tree."""
+    internal = re.compile(r"serializer|_json_type_problem|QueryDict|\bcontext\b|documentation only", re.IGNORECASE)
+    described = {name: c.get("description", "") for name, c in schema["components"]["schemas"].items()}
+
+    assert {name: text for name, text in described.items() if internal.search(text)} == {}

@@ -25,8 +25,9 @@ class _ItemKeyField(serializers.CharField):
 
 
 class BatchItemInputSerializer(StrictInputSerializer):
-    """One inline item (documentation only: rows are checked by runs.batch_files and batch_services,
-    which report each bad one by its index as `items.<index>.<field>`)."""
+    """One inline item. A bad item is reported by its index, as `items.<index>.<field>`."""
+
+    # Documentation only: rows are checked by runs.batch_files and batch_services.
 
     variables = serializers.DictField(required=False, help_text="The version's variables for this item.")
     key = _ItemKeyField(required=False, help_text="Unique in the batch; default: the item's index. Results carry it.")

@@ -50,7 +50,7 @@ class RunCreateSerializer(StrictInputSerializer):
 
 
 class SeedRunCreateSerializer(RunCreateSerializer):
-    """The seed's body shape, accepted by POST /api/v1/run besides the RunCreateSerializer one."""
+    """The body of POST /api/v1/run: that of POST /api/v1/runs, or a prompt version named by its id."""
 
     json_schema_rules = [
         *RunCreateSerializer.json_schema_rules,

@@ -1,7 +1,5 @@
 """Serializers of the webhooks API."""
 
-
-
 from rest_framework import serializers
 
 from llmops.serializers import TypedInputSerializer
@@ -36,7 +34,9 @@ class WebhookEndpointUpdateSerializer(TypedInputSerializer):
 
 
 class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
-    """Needs the plaintext secret in its context: the row holds it only encrypted."""
+    """A new endpoint, with its signing secret: shown only in this response."""
+
+    # Needs the plaintext secret in its context: the row holds it only encrypted.
 
     secret = serializers.SerializerMethodField(
         help_text="The signing secret. Shown only in this response; store it now (see README, Webhooks).",
@@ -67,5 +67,3 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
-
-
