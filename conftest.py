@@ -21,7 +21,7 @@ def bob(db):
 
 
 def _client_for(user) -> APIClient:
-    _, plaintext = account_services.api_key_create(user=user, name="test")
+    _, plaintext = account_services.api_key_create(project=user.personal_project, created_by=user, name="test")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     client.plaintext_key = plaintext  # type: ignore[attr-defined]

@@ -135,7 +135,7 @@ UNSTATABLE = {
         ("expires_at", "in the future", "a time in the future: depends on the clock"),
         ("scopes", "cannot grant", "only scopes the calling key holds"),
     ],
-    "POST /api/v1/budgets": [("api_key", "None of your API keys", EXISTS)],
+    "POST /api/v1/budgets": [("api_key", "None of this project's API keys", EXISTS)],
     "POST /api/v1/webhooks": [("url", "", "a URL that resolves to a public address: depends on DNS")],
     "PATCH /api/v1/webhooks/{id}": [("url", "", "a URL that resolves to a public address: depends on DNS")],
     "POST /api/v1/prompts": [

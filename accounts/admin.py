@@ -1,17 +1,26 @@
+from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.apps import apps
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q, QuerySet, Sum
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 
-from accounts import services
-from accounts.models import APIKey, Scope, User, all_scopes
+from accounts import project_services, services
+from accounts.models import APIKey, Membership, Project, Role, Scope, User, all_scopes, role_at_least
 from llmops.admin import ShownOnce, ShowSecretOnceMixin
-from llmops.errors import Conflict
+from llmops.errors import Conflict, DomainError
+from llmops.money import money_str
 
 
 @admin.register(User)
@@ -37,7 +46,17 @@ class APIKeyChangeForm(forms.ModelForm):
 
 class APIKeyAddForm(APIKeyChangeForm):
     class Meta(APIKeyChangeForm.Meta):
-        fields = ["user", "name", "expires_at", "scopes"]
+        fields = ["project", "created_by", "name", "expires_at", "scopes"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        project, user = cleaned.get("project"), cleaned.get("created_by")
+        if project is not None and user is not None:
+            # api_key_create refuses it too; here it is a field error, not a 500.
+            role = services.member_role(project=project, user=user)
+            if role is None or not role_at_least(role, Role.ADMIN):
+                self.add_error("created_by", f"Must be an admin or owner of {project} (is {role or 'not a member'}).")
+        return cleaned
 
     def clean_expires_at(self) -> Any:
         # api_key_create refuses a past expiry too, but a raise in save_model would be a 500.
@@ -63,15 +82,26 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     and revoked; the secret hashes are never displayed."""
 
     form = APIKeyChangeForm
-    list_display = ["name", "prefix", "user", "status", "scope_list", "expires_at", "last_used_at", "created_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "project",
+        "created_by",
+        "status",
+        "scope_list",
+        "expires_at",
+        "last_used_at",
+        "created_at",
+    ]
     list_filter = ["is_active", "created_at", "expires_at"]
-    search_fields = ["name", "prefix", "user__username", "user__email"]
-    list_select_related = ["user"]
-    raw_id_fields = ["user"]
+    search_fields = ["name", "prefix", "project__slug", "created_by__username", "created_by__email"]
+    list_select_related = ["project", "created_by"]
+    raw_id_fields = ["project", "created_by"]
     # Revocation is one-way, through the "Revoke" action, so is_active is not editable.
     readonly_fields = [
         "prefix",
-        "user",
+        "project",
+        "created_by",
         "status",
         "is_active",
         "revoked_at",
@@ -82,7 +112,8 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
         "updated_at",
     ]
     fields = [
-        "user",
+        "project",
+        "created_by",
         "name",
         "prefix",
         "scopes",
@@ -110,7 +141,7 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> Any:
-        return ["user", "name", "expires_at", "scopes"] if obj is None else self.fields
+        return ["project", "created_by", "name", "expires_at", "scopes"] if obj is None else self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: APIKey | None = None) -> Any:
         return [] if obj is None else self.readonly_fields
@@ -120,7 +151,8 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         api_key, plaintext = services.api_key_create(
-            user=form.cleaned_data["user"],
+            project=form.cleaned_data["project"],
+            created_by=form.cleaned_data["created_by"],
             name=form.cleaned_data["name"],
             expires_at=form.cleaned_data["expires_at"],
             scopes=form.cleaned_data["scopes"],
@@ -167,3 +199,411 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
             "admin/accounts/apikey/rotated.html",
             {"title": "API keys rotated", "rotated": rotated, "skipped": skipped},
         )
+
+
+# Projects and their members. Every write goes through accounts.project_services with
+# acting_role=None (staff may do anything a project owner may), so the admin keeps the API's rules:
+# the last owner stays (409), and a removed member's keys in the project are revoked with them.
+
+
+class _Refused(Exception):
+    """A service refused a write the admin's forms had accepted (`on`: "form" or "members")."""
+
+    def __init__(self, error: DomainError, *, on: str, who: str = ""):
+        super().__init__(error.message)
+        self.error = error
+        self.on = on
+        self.text = f"{who}: {error.message}" if who else error.message
+
+
+def _refusal(request: HttpRequest, on: str) -> _Refused | None:
+    refused: _Refused | None = getattr(request, "_service_refusal", None)
+    return refused if refused is not None and refused.on == on else None
+
+
+class _RefusableForm(forms.ModelForm):
+    """Shows the refusal of the save it made, on its fields (`refusal` is set on the second pass)."""
+
+    refusal: DomainError | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.refusal is not None:
+            if not self.refusal.fields:
+                self.add_error(None, self.refusal.message)
+            for name, problems in self.refusal.fields.items():
+                self.add_error(name if name in self.fields else None, [f"{name}: {problem}" for problem in problems])
+        return cleaned
+
+
+class ServiceWritesMixin:
+    """For admins whose saves and deletes call services that may refuse (a DomainError): a refusal is
+    an error on the page, never a 500.
+
+    The admin saves (and deletes) in one transaction, so a refusal raised out of it has rolled back
+    everything the submission wrote, the admin log entry included. The change page then comes back
+    with the submitted data and the refusal on the form (`_RefusableForm`) or the inline
+    (`MembershipFormSet`); a refused delete comes back as an error message on the object's page.
+    """
+
+    admin_site: Any
+    opts: Any
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except _Refused as refused:
+            request._service_refusal = refused  # type: ignore[attr-defined]
+            # Validation fails this time, on the refusal: nothing is saved, the form is rendered.
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+        except _Refused as refused:
+            self.message_user(request, refused.text, messages.ERROR)  # type: ignore[attr-defined]
+            url = reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                args=[quote(unquote(object_id))],
+                current_app=self.admin_site.name,
+            )
+            return HttpResponseRedirect(url)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        # The bulk delete deletes the rows directly (and counts its success before knowing it), so
+        # these are deleted one at a time, from their page, through the service.
+        actions = super().get_actions(request)  # type: ignore[misc]
+        actions.pop("delete_selected", None)
+        return actions
+
+
+def _raw_id_user_field(admin_site: Any, **kwargs: Any) -> forms.ModelChoiceField:
+    return forms.ModelChoiceField(
+        queryset=User.objects.all(),
+        widget=ForeignKeyRawIdWidget(Membership._meta.get_field("user").remote_field, admin_site),
+        **kwargs,
+    )
+
+
+class ProjectForm(_RefusableForm):
+    slug = forms.RegexField(regex=project_services.SLUG_PATTERN, max_length=50, help_text=project_services.SLUG_HELP)
+
+    class Meta:
+        model = Project
+        fields = ["name", "slug", "protected_labels"]
+
+
+class ProjectAddForm(ProjectForm):
+    slug = forms.RegexField(
+        regex=project_services.SLUG_PATTERN,
+        max_length=50,
+        required=False,
+        help_text=f"{project_services.SLUG_HELP} Empty: made from the name.",
+    )
+    # Replaced with a raw-id field in ProjectAdmin.get_form (its widget needs the admin site).
+    owner = forms.ModelChoiceField(queryset=User.objects.all())
+
+    class Meta(ProjectForm.Meta):
+        fields = ["name", "slug"]
+
+
+class MembershipInlineForm(_RefusableForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "role"]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Read before validation assigns the submitted user to the instance.
+        self.initial_user: User | None = None if self.instance._state.adding else self.instance.user
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.instance._state.adding and "user" in self.changed_data:
+            self.add_error("user", "A membership's user cannot change: remove this member and add the other user.")
+        return cleaned
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """Saved by ProjectAdmin.save_formset through the member services; `refusal` is set on the
+    second pass after one refused."""
+
+    refusal: str | None = None
+
+    def clean(self) -> None:
+        super().clean()
+        if self.refusal is not None:
+            raise ValidationError(self.refusal)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    form = MembershipInlineForm
+    formset = MembershipFormSet
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    raw_id_fields = ["user"]
+    extra = 1
+    verbose_name = "member"
+    verbose_name_plural = "members (removing one revokes their API keys in this project)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).select_related("user")
+
+    def get_formset(self, request: HttpRequest, obj: Project | None = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        refused = _refusal(request, "members")
+        if refused is not None:
+            formset = type(formset.__name__, (formset,), {"refusal": refused.text})
+        return formset
+
+
+class ProjectKindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("personal", "Personal"), ("team", "Team")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> QuerySet[Project]:
+        if self.value() == "personal":
+            return queryset.filter(personal_for__isnull=False)
+        if self.value() == "team":
+            return queryset.filter(personal_for__isnull=True)
+        return queryset
+
+
+@admin.register(Project)
+class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
+    """Projects and their members, written through accounts.project_services. The change page also
+    shows, read-only, the project's API keys, its budgets with their use in the current window and
+    its spend so far (templates/admin/accounts/project/change_form.html).
+
+    accounts is below billing (.importlinter), so budgets and costs are reached through Django's
+    registries at request time, never imported: the cost entries with `apps.get_model`, the budgets
+    through the registered billing admin, whose queryset is billing.selectors.budgets_with_usage.
+    """
+
+    form = ProjectForm
+    list_display = ["name", "slug", "personal_for", "member_count", "created_at"]
+    list_filter = [ProjectKindFilter, "created_at"]
+    search_fields = ["name", "slug", "memberships__user__username"]
+    list_select_related = ["personal_for"]
+    readonly_fields = ["personal_for", "member_count", "created_at", "updated_at"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return super().get_queryset(request).annotate(member_count=Count("memberships", distinct=True))
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, project: Project) -> int:
+        return project.member_count  # type: ignore[attr-defined]
+
+    def get_fields(self, request: HttpRequest, obj: Project | None = None) -> Any:
+        if obj is None:
+            return ["name", "slug", "owner"]
+        return ["name", "slug", "personal_for", "protected_labels", "member_count", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> Any:
+        return [] if obj is None else self.readonly_fields
+
+    def get_inlines(self, request: HttpRequest, obj: Project | None) -> Any:
+        # A new project's owner is the add form's; more members are added on its page.
+        return [] if obj is None else self.inlines
+
+    def get_form(self, request: HttpRequest, obj: Project | None = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ProjectAddForm
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            form.base_fields["owner"] = _raw_id_user_field(
+                self.admin_site, help_text="The project's first owner; more members are added on its page."
+            )
+        refused = _refusal(request, "form")
+        if refused is not None:
+            form = type(form.__name__, (form,), {"refusal": refused.error})
+        return form
+
+    def has_delete_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
+        # project_delete refuses a personal project: it goes with its user.
+        if obj is not None and obj.personal_for_id is not None:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            if change:
+                fields = {name: data[name] for name in form.changed_data if name in ProjectForm.Meta.fields}
+                project = project_services.project_update(project=obj, role=None, **fields)
+            else:
+                project = project_services.project_create(
+                    name=data["name"], created_by=data["owner"], slug=data["slug"] or None
+                )
+        except DomainError as error:
+            raise _Refused(error, on="form") from error
+        # The admin logs and redirects with `obj`: give it the saved row's values.
+        for field in Project._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(project, field.attname))
+        obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        try:
+            project_services.project_delete(project=obj, role=None)
+        except DomainError as error:
+            raise _Refused(error, on="form") from error
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """The members inline, through member_add, member_set_role and member_remove, in an order that
+        lets one submission hand ownership over: additions, then promotions to owner, then other role
+        changes, then removals. A refusal rolls the whole submission back (ServiceWritesMixin)."""
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        project = form.instance
+        deleted = [f for f in formset.initial_forms if f in formset.deleted_forms]
+        added = [f for f in formset.extra_forms if f.has_changed() and f not in formset.deleted_forms]
+        role_changed = [f for f in formset.initial_forms if f not in deleted and "role" in f.changed_data]
+        role_changed.sort(key=lambda f: f.cleaned_data["role"] != Role.OWNER)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        notes = []
+        for member_form in [*added, *role_changed, *deleted]:
+            membership = member_form.instance
+            # An existing row's user as loaded (the form refuses to change it, but a deleted row's
+            # form is not validated).
+            user = member_form.cleaned_data["user"] if member_form in added else member_form.initial_user
+            try:
+                if member_form in added:
+                    formset.new_objects.append(
+                        project_services.member_add(
+                            project=project, user=user, role=member_form.cleaned_data["role"], acting_role=None
+                        )
+                    )
+                elif member_form in role_changed:
+                    membership = project_services.member_set_role(
+                        project=project, user=user, role=member_form.cleaned_data["role"], acting_role=None
+                    )
+                    formset.changed_objects.append((membership, ["role"]))
+                else:
+                    revoked = project_services.member_remove(project=project, user=user, acting_role=None)
+                    formset.deleted_objects.append(membership)
+                    notes.append(f"Removed {user}; revoked {revoked} of their API key(s) in {project}.")
+            except DomainError as error:
+                raise _Refused(error, on="members", who=str(user)) from error
+        for note in notes:
+            self.message_user(request, note, messages.INFO)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        project = self.get_object(request, unquote(object_id))
+        if project is not None:
+            extra_context = {**(extra_context or {}), **self._read_only_sections(request, project)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _read_only_sections(self, request: HttpRequest, project: Project) -> dict[str, Any]:
+        keys = [
+            {
+                "api_key": api_key,
+                "url": reverse(
+                    "admin:accounts_apikey_change", args=[quote(api_key.pk)], current_app=self.admin_site.name
+                ),
+                "scopes": ", ".join(api_key.scopes),
+            }
+            for api_key in APIKey.objects.filter(project=project).select_related("created_by").order_by("-created_at")
+        ]
+        cost_log = apps.get_model("billing", "CostLog")
+        spend = cost_log.objects.filter(project=project).aggregate(
+            total=Sum("total_cost", filter=Q(cost_known=True)),
+            runs=Count("id"),
+            unknown=Count("id", filter=Q(cost_known=False)),
+        )
+        return {
+            "project_api_keys": keys,
+            "project_budgets": self._budgets(request, project),
+            "project_spend": {
+                "total": money_str(spend["total"] if spend["total"] is not None else Decimal(0)),
+                "runs": spend["runs"],
+                "unknown_cost_runs": spend["unknown"],
+            },
+        }
+
+    def _budgets(self, request: HttpRequest, project: Project) -> list[dict[str, Any]] | None:
+        """The project's budgets with spent, reserved and remaining in their current window; None when
+        the billing admin, whose queryset computes them, is not registered."""
+        budget = apps.get_model("billing", "Budget")
+        try:
+            budget_admin = self.admin_site.get_model_admin(budget)
+        except NotRegistered:
+            return None
+        rows = []
+        for row in budget_admin.get_queryset(request).filter(project=project).select_related("api_key"):
+            spent, reserved = row.spent, row.reserved
+            rows.append(
+                {
+                    "budget": row,
+                    "url": reverse(
+                        "admin:billing_budget_change", args=[quote(row.pk)], current_app=self.admin_site.name
+                    ),
+                    "scope": f"key {row.api_key.prefix}" if row.api_key is not None else "project-wide",
+                    "amount": money_str(row.amount),
+                    "window": row.get_window_display(),
+                    "spent": money_str(spent),
+                    "reserved": money_str(reserved),
+                    "remaining": money_str(row.amount - spent - reserved),
+                }
+            )
+        return rows
+
+
+@admin.register(Membership)
+class MembershipAdmin(ServiceWritesMixin, admin.ModelAdmin):
+    """Memberships, written through accounts.project_services like the project page's inline:
+    deleting one revokes the member's keys in the project; the last owner stays."""
+
+    form = _RefusableForm
+    list_display = ["user", "project", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__email", "project__slug", "project__name"]
+    list_select_related = ["user", "project"]
+    raw_id_fields = ["project", "user"]
+
+    def get_fields(self, request: HttpRequest, obj: Membership | None = None) -> Any:
+        return ["project", "user", "role"] if obj is None else ["project", "user", "role", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> Any:
+        # Only the role changes; moving a membership is a removal and an addition.
+        return [] if obj is None else ["project", "user", "created_at", "updated_at"]
+
+    def get_form(self, request: HttpRequest, obj: Membership | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refused = _refusal(request, "form")
+        if refused is not None:
+            form = type(form.__name__, (form,), {"refusal": refused.error})
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            if change:
+                membership = project_services.member_set_role(
+                    project=obj.project, user=obj.user, role=data["role"], acting_role=None
+                )
+            else:
+                membership = project_services.member_add(
+                    project=data["project"], user=data["user"], role=data["role"], acting_role=None
+                )
+        except DomainError as error:
+            raise _Refused(error, on="form") from error
+        for field in Membership._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(membership, field.attname))
+        obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        try:
+            revoked = project_services.member_remove(project=obj.project, user=obj.user, acting_role=None)
+        except DomainError as error:
+            raise _Refused(error, on="form", who=str(obj.user)) from error
+        self.message_user(request, f"Revoked {revoked} of {obj.user}'s API key(s) in {obj.project}.", messages.INFO)

@@ -5,4 +5,7 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from accounts import (
+            schema,  # noqa: F401  (registers the OpenAPI auth extension)
+            signals,  # noqa: F401  (a personal project for every new user)
+        )

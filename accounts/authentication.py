@@ -24,12 +24,12 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         # Already authenticated by accounts.middleware.RateLimitMiddleware for this request.
         cached: APIKey | None = getattr(request, "_authenticated_api_key", None)
         if cached is not None:
-            return cached.user, cached
+            return cached.created_by, cached
         try:
             api_key = api_key_authenticate(raw_key=raw_key)
         except APIKeyInvalid as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        return api_key.user, api_key
+        return api_key.created_by, api_key
 
     def _raw_key(self, request: HttpRequest) -> str | None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")

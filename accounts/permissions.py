@@ -6,8 +6,11 @@ A view sets `required_scopes`, mapping a viewset's action name (`list`, `retriev
 
     required_scopes = {"list": Scope.PROMPTS_READ, "create": Scope.PROMPTS_WRITE}
 
-Requests authenticated by session (staff in the browser or Swagger) hold every scope. A key-authenticated
-request to an action that declares no scope is refused: forgetting the declaration fails closed.
+Every view is project-scoped unless it sets `project_scoped = False`: the request acts in one project
+(accounts.access), and may use the scopes its member's role allows there (accounts.models.ROLE_SCOPES),
+a key only those of them it holds. A session user (staff in the browser or Swagger) acts with all of
+their role's scopes. A request to an action that declares no scope is refused: forgetting the
+declaration fails closed.
 """
 
 from http import HTTPStatus
@@ -16,6 +19,7 @@ from typing import Any
 from rest_framework import exceptions, permissions
 
 from accounts import services
+from accounts.access import access_resolve
 from accounts.models import APIKey
 
 
@@ -23,6 +27,12 @@ class InsufficientScope(services.InsufficientScope, exceptions.PermissionDenied)
     """403 `insufficient_scope` in the API's error shape (a DomainError keeps this code, where the
     handler would call any DRF 403 `permission_denied`); also a PermissionDenied, so DRF's own
     permission probes (browsable API forms, OPTIONS metadata) treat it as a plain "not allowed"."""
+
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class RoleDenied(services.InsufficientRole, exceptions.PermissionDenied):
+    """403 `insufficient_role`: the member's role in the project does not allow the action."""
 
     status_code = HTTPStatus.FORBIDDEN
 
@@ -45,15 +55,26 @@ class HasScope(permissions.BasePermission):
 
     def has_permission(self, request: Any, view: Any) -> bool:
         api_key = request.auth
-        if api_key is None:
-            return True  # a session (staff) holds every scope; anonymous requests are IsAuthenticated's
-        if not isinstance(api_key, APIKey):
+        if api_key is not None and not isinstance(api_key, APIKey):
             raise exceptions.PermissionDenied("These credentials carry no scopes.")  # a future scheme: closed
+        if not getattr(request.user, "is_authenticated", False):
+            return True  # anonymous requests are IsAuthenticated's (or AllowAny's)
         if getattr(view, request.method.lower(), None) is None:
             return True  # no handler: DRF answers 405 and nothing runs
         scope = self.required_scope(view, request.method)
+        if not getattr(view, "project_scoped", True):
+            if api_key is None:
+                return True  # the view checks the caller's role in the project it names
+            if scope is None:
+                raise exceptions.PermissionDenied("This endpoint declares no scope, so API keys may not use it.")
+            if not isinstance(api_key.scopes, list) or scope not in api_key.scopes:
+                raise InsufficientScope(f"This API key lacks the scope this endpoint requires: {scope}.")
+            return True
         if scope is None:
-            raise exceptions.PermissionDenied("This endpoint declares no scope, so API keys may not use it.")
-        if not isinstance(api_key.scopes, list) or scope not in api_key.scopes:
+            raise exceptions.PermissionDenied("This endpoint declares no scope, so it may not be used.")
+        access = access_resolve(request)
+        if scope in access.scopes:
+            return True
+        if api_key is not None and (not isinstance(api_key.scopes, list) or scope not in api_key.scopes):
             raise InsufficientScope(f"This API key lacks the scope this endpoint requires: {scope}.")
-        return True
+        raise RoleDenied(f"Your role in this project ({access.role}) does not allow this: it needs the scope {scope}.")

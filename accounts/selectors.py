@@ -1,9 +1,46 @@
-"""Reads for users and API keys."""
+"""Reads for users, projects, members and API keys."""
 
-from django.db.models import QuerySet
+import uuid
 
-from accounts.models import APIKey, User
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from accounts.models import APIKey, Membership, Project, User
 
 
-def api_key_list(*, user: User) -> QuerySet[APIKey]:
-    return APIKey.objects.filter(user=user).order_by("-created_at")
+def api_key_list(*, project: Project) -> QuerySet[APIKey]:
+    return APIKey.objects.filter(project=project).select_related("created_by").order_by("-created_at")
+
+
+def project_list(*, user: User) -> QuerySet[Project]:
+    """The projects `user` is a member of, each with the user's `role` in it (one query)."""
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    return Project.objects.filter(memberships__user=user).annotate(role=Subquery(role)).order_by("slug")
+
+
+class UserNotFound(Exception):
+    """No user, or more than one, answers to the name; the message says which."""
+
+
+def user_by_name_or_email(ref: str) -> User:
+    """The user whose username is `ref`, else the one user with that email; UserNotFound otherwise."""
+    user = User.objects.filter(username=ref).first()
+    if user is not None:
+        return user
+    matches = list(User.objects.filter(email__iexact=ref)[:2])
+    if not matches:
+        raise UserNotFound("No user has this username or email.")
+    if len(matches) > 1:
+        raise UserNotFound("Several users have this email; give the username.")
+    return matches[0]
+
+
+def member_list(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("created_at")
+
+
+def project_by_ref(ref: str) -> Project | None:
+    """The project whose slug or id is `ref` (for staff tooling: no membership check)."""
+    try:
+        return Project.objects.filter(pk=uuid.UUID(ref)).first()
+    except ValueError:
+        return Project.objects.filter(slug=ref).first()

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import keys
-from accounts.models import APIKey, Scope, User, all_scopes
+from accounts.models import ROLE_SCOPES, APIKey, Membership, Project, Role, Scope, User, all_scopes, role_at_least
 from llmops.errors import Conflict, DomainError, ValidationFailed
 
 # The longest time a rotated-out secret may keep working: a week, enough for a weekly deploy.
@@ -26,6 +26,19 @@ class InsufficientScope(DomainError):
 
     status_code = HTTPStatus.FORBIDDEN
     code = "insufficient_scope"
+
+
+class InsufficientRole(DomainError):
+    """The member's role does not allow this action in the project."""
+
+    status_code = HTTPStatus.FORBIDDEN
+    code = "insufficient_role"
+
+
+def role_check(*, role: str | None, minimum: str, action: str) -> None:
+    """Raises InsufficientRole unless `role` (None: staff tooling, which may do anything) is at least `minimum`."""
+    if role is not None and not role_at_least(role, minimum):
+        raise InsufficientRole(f"Your role in this project ({role}) does not allow {action}: it needs {minimum}.")
 
 
 def scopes_clean(*, scopes: Iterable[str]) -> list[str]:
@@ -49,27 +62,44 @@ def _scopes_not_held(*, scopes: Iterable[str], acting_key: APIKey | None) -> lis
     return [scope for scope in scopes if scope not in acting_key.scopes]
 
 
+def member_role(*, project: Project, user: User) -> str | None:
+    """`user`'s role in `project`; None for a non-member."""
+    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+
+
 @transaction.atomic
 def api_key_create(
     *,
-    user: User,
+    project: Project,
+    created_by: User,
     name: str,
     expires_at: datetime | None = None,
     scopes: Iterable[str] | None = None,
     created_by_key: APIKey | None = None,
 ) -> tuple[APIKey, str]:
-    """Creates a key (all scopes unless `scopes` is given) and returns it with its plaintext,
-    which is never available again. A key can only be created with scopes `created_by_key` has."""
+    """Creates a key of `project` (all scopes unless `scopes` is given) and returns it with its plaintext,
+    which is never available again.
+
+    `created_by` must be an admin (or owner) of the project. A key can only be created with scopes
+    `created_by_key` has, and with no scope the creator's role does not allow.
+    """
+    role = member_role(project=project, user=created_by)
+    if role is None or not role_at_least(role, Role.ADMIN):
+        raise InsufficientRole(
+            f"Creating API keys needs the admin role in the project; {created_by.username} is {role or 'not a member'}."
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed("expires_at must be in the future.", fields={"expires_at": ["Must be in the future."]})
     granted = scopes_clean(scopes=all_scopes() if scopes is None else scopes)
-    not_held = _scopes_not_held(scopes=granted, acting_key=created_by_key)
+    beyond_role = [scope for scope in granted if scope not in ROLE_SCOPES[role]]
+    not_held = beyond_role + _scopes_not_held(scopes=granted, acting_key=created_by_key)
     if not_held:
         message = f"A key cannot grant scopes it does not have: {', '.join(not_held)}."
         raise ValidationFailed(message, fields={"scopes": [message]})
     prefix, secret = keys.generate()
     api_key = APIKey.objects.create(
-        user=user,
+        project=project,
+        created_by=created_by,
         name=name,
         prefix=prefix,
         secret_hash=keys.hash_secret(secret),
@@ -131,7 +161,7 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
     if parts is None:
         raise APIKeyInvalid("Invalid API key.")
     prefix, secret = parts
-    api_key = APIKey.objects.select_related("user").filter(prefix=prefix).first()
+    api_key = APIKey.objects.select_related("created_by", "project").filter(prefix=prefix).first()
     if api_key is None:
         raise APIKeyInvalid("Invalid API key.")
     # Both comparisons always run, so timing does not tell which secret (if either) matched.
@@ -145,8 +175,12 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
         raise APIKeyInvalid("API key has been revoked.")
     if api_key.is_expired:
         raise APIKeyInvalid("API key has expired.")
-    if not api_key.user.is_active:
+    if not api_key.created_by.is_active:
         raise APIKeyInvalid("User account is disabled.")
+    role = member_role(project=api_key.project, user=api_key.created_by)
+    if role is None:
+        raise APIKeyInvalid("The key's creator is no longer a member of its project.")
+    api_key.member_role = role
     _touch_last_used(api_key)
     return api_key
 

@@ -74,11 +74,13 @@ def run(work: Path) -> None:
     from runs.models import Batch, Run
 
     call_command("migrate", verbosity=0)
-    owner = User.objects.create_user(username="bench", password=None)
+    user = User.objects.create_user(username="bench", password=None)
+    project = user.personal_project
     server = OpenAIServer().start()
     Provider.objects.create(name="bench", kind=Provider.Kind.OPENAI_COMPATIBLE, base_url=server.url, timeout=30)
     prompt_services.prompt_create(
-        owner=owner,
+        project=project,
+        created_by=user,
         name="bench",
         template="Say hello to {{ name }}.",
         variables={"name": {"type": "string"}},
@@ -127,7 +129,9 @@ def run(work: Path) -> None:
     delay_calls(args.items)
     started = time.perf_counter()
     for i in range(args.items):
-        run, _ = run_services.run_create(owner=owner, api_key=None, prompt="bench", variables={"name": f"person {i}"})
+        run, _ = run_services.run_create(
+            project=project, created_by=user, api_key=None, prompt="bench", variables={"name": f"person {i}"}
+        )
         run_services.run_execute(run_id=str(run.pk))
     baseline_seconds = time.perf_counter() - started
     server.stop()

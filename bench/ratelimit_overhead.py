@@ -83,7 +83,7 @@ def main() -> None:
     try:
         with override_settings(RATE_LIMIT_ENABLED=True, RATE_LIMIT_REQUESTS="100000000/m"):
             user = UserFactory(username="bench")
-            _, plaintext = services.api_key_create(user=user, name="bench")
+            _, plaintext = services.api_key_create(project=user.personal_project, created_by=user, name="bench")
             clients = {"off": _client(plaintext, with_middleware=False), "on": _client(plaintext, with_middleware=True)}
             timings: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
             for index in range(blocks):

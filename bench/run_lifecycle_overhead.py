@@ -67,10 +67,12 @@ def _baseline():  # type: ignore[no-untyped-def]
         services._enqueue, leases.held, services._dispatch_its_batch_on_commit = saved  # type: ignore[assignment]
 
 
-def _block(owner, prompt_id: str, count: int) -> float:  # type: ignore[no-untyped-def]
+def _block(project, prompt_id: str, count: int) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     for _ in range(count):
-        run, _ = services.run_create(owner=owner, api_key=None, prompt=prompt_id, variables={"name": "Ada"})
+        run, _ = services.run_create(
+            project=project, created_by=None, api_key=None, prompt=prompt_id, variables={"name": "Ada"}
+        )
         services.run_execute(run_id=str(run.pk))
     elapsed = time.perf_counter() - started
     dramatiq.get_broker().flush_all()  # the messages the stub broker kept
@@ -88,14 +90,15 @@ def main() -> None:
     test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         Provider.objects.create(name="bench", kind=Provider.Kind.OPENAI_COMPATIBLE, base_url=server.url, timeout=5)
-        owner = UserFactory(username="bench")
-        prompt, _ = prompt_with_version(owner, name="bench", model="bench/test-model")
-        _block(owner, str(prompt.pk), args.block)  # warm up: imports, caches, the model listing
+        user = UserFactory(username="bench")
+        project = user.personal_project
+        prompt, _ = prompt_with_version(user, name="bench", model="bench/test-model")
+        _block(project, str(prompt.pk), args.block)  # warm up: imports, caches, the model listing
         timings: dict[str, list[float]] = {"baseline": [], "reliable": []}
         for index in range(blocks):
             for mode in ("baseline", "reliable") if index % 2 == 0 else ("reliable", "baseline"):
                 with _baseline() if mode == "baseline" else contextlib.nullcontext():
-                    timings[mode].append(_block(owner, str(prompt.pk), args.block))
+                    timings[mode].append(_block(project, str(prompt.pk), args.block))
         succeeded = Run.objects.filter(status=Run.Status.SUCCEEDED).count()
         total = Run.objects.count()
     finally:

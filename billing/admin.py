@@ -49,7 +49,8 @@ class CostLogAdmin(ReadOnlyAdmin):
 
     list_display = [
         "created_at",
-        "owner",
+        "project",
+        "created_by",
         "provider",
         "model",
         "prompt_tokens",
@@ -60,13 +61,14 @@ class CostLogAdmin(ReadOnlyAdmin):
         "tokens_estimated",
     ]
     list_filter = ["cost_known", "tokens_estimated", "provider", "created_at"]
-    search_fields = ["model", "provider", "owner__username", "run__id"]
-    list_select_related = ["owner", "api_key"]
+    search_fields = ["model", "provider", "project__slug", "run__id"]
+    list_select_related = ["project", "created_by", "api_key"]
     date_hierarchy = "created_at"
     # The page shows every field read-only; the costs as money instead of with ten decimal places.
     fields = [
         "run",
-        "owner",
+        "project",
+        "created_by",
         "api_key",
         "provider",
         "model",
@@ -100,10 +102,10 @@ class BudgetScopeFilter(admin.SimpleListFilter):
     parameter_name = "scope"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("user", "User-wide"), ("key", "One API key")]
+        return [("project", "Project-wide"), ("key", "One API key")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> QuerySet[Budget]:
-        if self.value() == "user":
+        if self.value() == "project":
             return queryset.filter(api_key__isnull=True)
         if self.value() == "key":
             return queryset.filter(api_key__isnull=False)
@@ -118,18 +120,18 @@ class BudgetAdmin(admin.ModelAdmin):
     reservation does, and changes only the amount and window.
     """
 
-    list_display = ["owner", "api_key", "amount_usd", "window", "spent", "reserved", "remaining", "updated_at"]
+    list_display = ["project", "api_key", "amount_usd", "window", "spent", "reserved", "remaining", "updated_at"]
     list_filter = ["window", BudgetScopeFilter]
-    search_fields = ["owner__username", "api_key__prefix", "api_key__name"]
-    list_select_related = ["owner", "api_key"]
-    raw_id_fields = ["owner", "api_key"]
+    search_fields = ["project__slug", "api_key__prefix", "api_key__name"]
+    list_select_related = ["project", "api_key"]
+    raw_id_fields = ["project", "api_key"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
         return selectors.budgets_with_usage(now=timezone.now())
 
     def get_readonly_fields(self, request: HttpRequest, obj: Budget | None = None) -> Any:
-        # A budget's scope is fixed: its held reservations were checked against this owner or key.
-        return ["owner", "api_key"] if obj is not None else []
+        # A budget's scope is fixed: its held reservations were checked against this project or key.
+        return ["project", "api_key"] if obj is not None else []
 
     def save_model(self, request: HttpRequest, obj: Budget, form: Any, change: bool) -> None:
         data = form.cleaned_data
@@ -138,7 +140,7 @@ class BudgetAdmin(admin.ModelAdmin):
         else:
             api_key = data.get("api_key")
             budget = services.budget_create(
-                owner=data["owner"],
+                project=data["project"],
                 amount=data["amount"],
                 window=data["window"],
                 api_key_id=api_key.pk if api_key is not None else None,
@@ -178,7 +180,7 @@ class BudgetReservationAdmin(ReadOnlyAdmin):
 
     list_display = ["created_at", "budget", "run", "amount_usd", "status", "closed_at"]
     list_filter = ["status", "budget__window", "created_at"]
-    search_fields = ["run__id", "budget__owner__username"]
+    search_fields = ["run__id", "budget__project__slug"]
     list_select_related = ["budget", "budget__api_key", "run"]
     date_hierarchy = "created_at"
     fields = ["budget", "run", "amount_usd", "status", "closed_at"]

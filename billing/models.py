@@ -56,8 +56,11 @@ class CostLog(BaseModel):
     """What one succeeded run cost. Append-only; exactly one per run (the constraint makes a second
     charge impossible even if a message is delivered twice)."""
 
-    run = models.OneToOneField("runs.Run", on_delete=models.PROTECT, related_name="cost_log")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cost_logs")
+    run = models.OneToOneField("runs.Run", on_delete=models.RESTRICT, related_name="cost_log")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="cost_logs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     api_key = models.ForeignKey(
         "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="cost_logs"
     )
@@ -83,8 +86,8 @@ class CostLog(BaseModel):
             ),
         ]
         indexes = [
-            # Spend summaries of one owner over a date range: selectors.cost_summary.
-            models.Index(fields=["owner", "created_at"], name="costlog_owner_created_idx"),
+            # Spend summaries of one project over a date range: selectors.cost_summary.
+            models.Index(fields=["project", "created_at"], name="costlog_project_created_idx"),
             # Spend of one key's budget in its window: selectors.budgets_with_usage.
             models.Index(fields=["api_key", "created_at"], name="costlog_key_created_idx"),
         ]
@@ -107,38 +110,38 @@ class Budget(BaseModel):
         MONTH = "month", "Month (UTC)"
         NONE = "none", "No window (lifetime)"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budgets")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="budgets")
     api_key = models.ForeignKey(
         "accounts.APIKey",
         on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="budgets",
-        help_text="Empty: the budget covers all of the owner's runs.",
+        help_text="Empty: the budget covers all of the project's runs.",
     )
     amount = models.DecimalField(max_digits=14, decimal_places=6, help_text="USD per window.")
     window = models.CharField(max_length=8, choices=Window.choices, default=Window.MONTH)
 
     class Meta:
-        ordering = ["owner", "created_at"]
+        ordering = ["project", "created_at"]
         constraints = [
-            # NULLs are distinct in a unique index, so the user-wide budget needs its own constraint.
-            models.UniqueConstraint(fields=["owner", "api_key"], name="budget_owner_key_uniq"),
+            # NULLs are distinct in a unique index, so the project-wide budget needs its own constraint.
+            models.UniqueConstraint(fields=["project", "api_key"], name="budget_project_key_uniq"),
             models.UniqueConstraint(
-                fields=["owner"], condition=Q(api_key__isnull=True), name="budget_owner_user_wide_uniq"
+                fields=["project"], condition=Q(api_key__isnull=True), name="budget_project_wide_uniq"
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="budget_amount_non_negative"),
             models.CheckConstraint(condition=Q(window__in=["day", "month", "none"]), name="budget_window_valid"),
         ]
 
     def __str__(self) -> str:
-        scope = f"key {self.api_key.prefix}" if self.api_key is not None else "user-wide"
+        scope = f"key {self.api_key.prefix}" if self.api_key is not None else "project-wide"
         return f"{money_str(self.amount)} USD per {self.window} ({scope})"
 
     def clean(self) -> None:
         # The API only offers the caller's own keys; this keeps the admin's form to the same rule.
-        if self.api_key is not None and self.owner_id is not None and self.api_key.user_id != self.owner_id:
-            raise ValidationError({"api_key": "This key belongs to another user."})
+        if self.api_key is not None and self.project_id is not None and self.api_key.project_id != self.project_id:
+            raise ValidationError({"api_key": "This key belongs to another project."})
 
 
 class BudgetReservation(BaseModel):

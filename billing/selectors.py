@@ -23,7 +23,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncDate
 
-from accounts.models import APIKey, User
+from accounts.models import APIKey, Project
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from llmops.errors import NotFound
 
@@ -56,12 +56,14 @@ GROUPINGS = {
     "provider": F("provider"),
     "prompt": F("run__prompt_version__prompt__name"),
     "key": F("api_key__prefix"),
+    # Who made the run (its creator's username; null when that user was deleted).
+    "member": F("created_by__username"),
 }
 
 
-def cost_summary(*, owner: User, start: datetime | None, end: datetime | None, group_by: str) -> dict[str, Any]:
-    """Spend of one owner in [start, end), grouped; unknown-cost runs are counted apart."""
-    logs = CostLog.objects.filter(owner=owner)
+def cost_summary(*, project: Project, start: datetime | None, end: datetime | None, group_by: str) -> dict[str, Any]:
+    """Spend of one project in [start, end), grouped; unknown-cost runs are counted apart."""
+    logs = CostLog.objects.filter(project=project)
     if start is not None:
         logs = logs.filter(created_at__gte=start)
     if end is not None:
@@ -79,8 +81,8 @@ def cost_summary(*, owner: User, start: datetime | None, end: datetime | None, g
     return {"group_by": group_by, "currency": "USD", "groups": list(rows), "total": totals}
 
 
-def cost_log_list(*, owner: User) -> QuerySet[CostLog]:
-    return CostLog.objects.filter(owner=owner).select_related("api_key").order_by("-created_at")
+def cost_log_list(*, project: Project) -> QuerySet[CostLog]:
+    return CostLog.objects.filter(project=project).select_related("api_key").order_by("-created_at")
 
 
 MONEY = DecimalField(max_digits=18, decimal_places=10)
@@ -119,11 +121,11 @@ def budgets_with_usage(*, now: datetime) -> QuerySet[Budget]:
         output_field=DateTimeField(),
     )
     costs = CostLog.objects.filter(
-        owner=OuterRef("owner"), cost_known=True, created_at__gte=OuterRef("usage_window_start")
+        project=OuterRef("project"), cost_known=True, created_at__gte=OuterRef("usage_window_start")
     ).order_by()
-    user_spent = costs.values("owner").annotate(total=Sum("total_cost")).values("total")
+    user_spent = costs.values("project").annotate(total=Sum("total_cost")).values("total")
     key_spent = (
-        costs.filter(api_key=OuterRef("api_key")).values("owner").annotate(total=Sum("total_cost")).values("total")
+        costs.filter(api_key=OuterRef("api_key")).values("project").annotate(total=Sum("total_cost")).values("total")
     )
     held = (
         BudgetReservation.objects.filter(budget=OuterRef("pk"), status=BudgetReservation.Status.HELD)
@@ -143,21 +145,21 @@ def budgets_with_usage(*, now: datetime) -> QuerySet[Budget]:
     )
 
 
-def budgets_applying(*, owner: User, api_key: APIKey | None) -> QuerySet[Budget]:
-    """The budgets a run of `owner` through `api_key` counts against: the user-wide one and the key's."""
+def budgets_applying(*, project: Project, api_key: APIKey | None) -> QuerySet[Budget]:
+    """The budgets a run of `project` through `api_key` counts against: the project-wide one and the key's."""
     scope = Q(api_key__isnull=True)
     if api_key is not None:
         scope |= Q(api_key=api_key)
-    return Budget.objects.filter(scope, owner=owner)
+    return Budget.objects.filter(scope, project=project)
 
 
-def budget_list(*, owner: User, now: datetime) -> QuerySet[Budget]:
-    return budgets_with_usage(now=now).filter(owner=owner).select_related("api_key").order_by("created_at")
+def budget_list(*, project: Project, now: datetime) -> QuerySet[Budget]:
+    return budgets_with_usage(now=now).filter(project=project).select_related("api_key").order_by("created_at")
 
 
-def budget_get(*, owner: User, budget_id: Any, now: datetime) -> Budget:
-    """One of the owner's budgets with its usage; anyone else's, or a malformed id, is NotFound."""
+def budget_get(*, project: Project, budget_id: Any, now: datetime) -> Budget:
+    """One of the project's budgets with its usage; anyone else's, or a malformed id, is NotFound."""
     try:
-        return budget_list(owner=owner, now=now).get(pk=uuid.UUID(str(budget_id)))
+        return budget_list(project=project, now=now).get(pk=uuid.UUID(str(budget_id)))
     except (Budget.DoesNotExist, ValueError, ValidationError):
         raise NotFound("Budget not found.") from None

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import APIKey, User
+from accounts.models import APIKey, Project, User
 from billing import selectors
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from llmops.errors import Conflict, DomainError, ValidationFailed
@@ -35,7 +35,8 @@ class BudgetRefused(DomainError):
 def cost_record(
     *,
     run_id: uuid.UUID,
-    owner: User,
+    project: Project,
+    created_by: User | None = None,
     api_key: APIKey | None,
     provider: str,
     model: str,
@@ -62,7 +63,8 @@ def cost_record(
         }
     return CostLog.objects.create(
         run_id=run_id,
-        owner=owner,
+        project=project,
+        created_by=created_by,
         api_key=api_key,
         provider=provider,
         model=model,
@@ -154,7 +156,7 @@ def _usd(value: Decimal) -> str:
 
 
 def _scope_name(budget: Budget) -> str:
-    return f"key {budget.api_key.prefix}" if budget.api_key is not None else "user-wide"
+    return f"key {budget.api_key.prefix}" if budget.api_key is not None else "project-wide"
 
 
 def _per_window(budget: Budget) -> str:
@@ -164,7 +166,7 @@ def _per_window(budget: Budget) -> str:
 @transaction.atomic
 def budget_reserve(
     *,
-    owner: User,
+    project: Project,
     api_key: APIKey | None,
     run_id: uuid.UUID,
     provider: str,
@@ -190,7 +192,7 @@ def budget_reserve(
     # every reservation committed by whoever held the lock before. One statement for spend and holds
     # also means a run settling meanwhile is seen either held or charged, never neither.
     locked = list(
-        selectors.budgets_applying(owner=owner, api_key=api_key)
+        selectors.budgets_applying(project=project, api_key=api_key)
         .select_for_update()
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -248,22 +250,24 @@ def _reservations_close(*, run_id: uuid.UUID, status: str) -> int:
 
 
 @transaction.atomic
-def budget_create(*, owner: User, amount: Decimal, window: str, api_key_id: uuid.UUID | None = None) -> Budget:
-    """Creates the owner's user-wide budget, or one for one of their keys; one of each at most (409)."""
+def budget_create(*, project: Project, amount: Decimal, window: str, api_key_id: uuid.UUID | None = None) -> Budget:
+    """Creates the project-wide budget, or one for one of the project's keys; one of each at most (409)."""
     api_key = None
     if api_key_id is not None:
-        api_key = APIKey.objects.filter(pk=api_key_id, user=owner).first()
+        api_key = APIKey.objects.filter(pk=api_key_id, project=project).first()
         if api_key is None:
-            raise ValidationFailed("No such API key.", fields={"api_key": ["None of your API keys has this id."]})
+            raise ValidationFailed(
+                "No such API key.", fields={"api_key": ["None of this project's API keys has this id."]}
+            )
     duplicate = Conflict(
-        f"A {'budget for this key' if api_key else 'user-wide budget'} exists already; change it instead.",
+        f"A {'budget for this key' if api_key else 'project-wide budget'} exists already; change it instead.",
         code="budget_exists",
     )
-    if Budget.objects.filter(owner=owner, api_key=api_key).exists():
+    if Budget.objects.filter(project=project, api_key=api_key).exists():
         raise duplicate
     try:
         with transaction.atomic():
-            return Budget.objects.create(owner=owner, api_key=api_key, amount=amount, window=window)
+            return Budget.objects.create(project=project, api_key=api_key, amount=amount, window=window)
     except IntegrityError:
         raise duplicate from None  # a concurrent request created it first
 

@@ -90,7 +90,7 @@ _ERRORS = {
     "400": "Invalid input; `error.fields` names each offending field.",
     "401": "Missing, unknown, revoked or expired API key.",
     "403": "Authenticated but not allowed (`insufficient_scope`: the API key lacks the scope this operation needs).",
-    "404": "Not found, or owned by someone else.",
+    "404": "Not found, or in another project (`project_not_found`: the X-Project named is not one of yours).",
     "405": "Method not allowed.",
     "406": "Not acceptable.",
     "413": "Request body too large.",
@@ -254,7 +254,10 @@ class AutoSchema(SpectacularAutoSchema):
             if code in _AUTH_ONLY and public:
                 continue
             if code == "403" and scope:
-                description = f"`insufficient_scope`: the API key lacks the scope {scope}."
+                description = (
+                    f"`insufficient_scope`: the API key lacks the scope {scope}; `insufficient_role`: your role in "
+                    "the project does not allow it."
+                )
             responses[code] = self._get_response_for_code(
                 OpenApiResponse(ErrorSerializer, description=description), code
             )

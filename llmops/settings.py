@@ -213,6 +213,7 @@ SPECTACULAR_SETTINGS = {
     # Sections in the order of the workflow (else alphabetical: batches first): Swagger UI and ReDoc
     # follow this list.
     "TAGS": [
+        {"name": "projects", "description": "Projects (what owns everything else) and their members' roles."},
         {"name": "prompts", "description": "Prompts, their immutable versions and labels; rendering."},
         {"name": "runs", "description": "Run a prompt version against its model; poll, list, cancel."},
         {"name": "batches", "description": "One run per item of a list or file, a few at a time; export results."},
@@ -233,6 +234,8 @@ SPECTACULAR_SETTINGS = {
         "WebhookEventEnum": "webhooks.models.WebhookEvent",
         "BatchStatusEnum": "runs.models.Batch.Status",
         "BatchItemStatusEnum": "runs.batch_selectors.ITEM_STATUSES",
+        # A member's role, apart from a chat message's (both fields are named role).
+        "ProjectRoleEnum": "accounts.models.Role",
     },
 }
 

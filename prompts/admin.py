@@ -93,11 +93,11 @@ class PromptLabelInline(admin.TabularInline):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "latest_version_number", "archived_at", "updated_at"]
+    list_display = ["name", "project", "latest_version_number", "archived_at", "updated_at"]
     list_filter = ["archived_at", "created_at"]
-    search_fields = ["name", "description", "owner__username"]
-    list_select_related = ["owner"]
-    raw_id_fields = ["owner"]
+    search_fields = ["name", "description", "project__slug"]
+    list_select_related = ["project"]
+    raw_id_fields = ["project"]
     readonly_fields = ["latest_version_number", "created_at", "updated_at"]
     inlines = [PromptLabelInline, PromptVersionInline]
 

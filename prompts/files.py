@@ -1,6 +1,6 @@
 """Prompts as files: one YAML file per prompt, so teams can keep their prompts in Git.
 
-`prompts_export` writes what the database holds. `prompts_import` makes one owner's prompts match a
+`prompts_export` writes what the database holds. `prompts_import` makes one project's prompts match a
 directory of such files, every change going through `prompts.services`, one transaction per file.
 
 Version numbers in a file are informational: the database numbers versions. An import walks a file's
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from django.db import transaction
 
-from accounts.models import User
+from accounts.models import Project, User
 from llmops.errors import DomainError, FieldErrors, ValidationFailed
 from prompts import rendering, selectors, services
 from prompts.models import LATEST_LABEL, Prompt, PromptLabel, PromptVersion
@@ -222,15 +222,15 @@ def prompt_file_dump(*, prompt: Prompt) -> str:
     )
 
 
-def prompts_export(*, owner: User, directory: Path, include_archived: bool = False) -> list[Path]:
-    """Writes `<directory>/<name>.yaml` for each of owner's prompts; returns the paths written.
+def prompts_export(*, project: Project, directory: Path, include_archived: bool = False) -> list[Path]:
+    """Writes `<directory>/<name>.yaml` for each of project's prompts; returns the paths written.
 
     Overwrites those files and never deletes others: an export into a directory with files of prompts
     that no longer exist leaves them there.
     """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for prompt in selectors.prompt_list(owner=owner, include_archived=include_archived):
+    for prompt in selectors.prompt_list(project=project, include_archived=include_archived):
         # Names are slugs, so they are safe file names.
         path = directory / f"{prompt.name}.yaml"
         path.write_text(prompt_file_dump(prompt=prompt), encoding="utf-8", newline="\n")
@@ -514,8 +514,10 @@ def _located(where: str) -> Iterator[None]:
         raise
 
 
-def prompt_file_apply(*, owner: User, prompt_file: PromptFile, dry_run: bool = False) -> list[Change]:
-    """Makes owner's prompt of that name match the file; returns the changes made.
+def prompt_file_apply(
+    *, project: Project, created_by: User | None = None, prompt_file: PromptFile, dry_run: bool = False
+) -> list[Change]:
+    """Makes project's prompt of that name match the file; returns the changes made.
 
     One transaction: on any error (a DomainError, fields located in the file) nothing is written.
     With dry_run the transaction is rolled back, so the changes are computed, validated and reported
@@ -525,7 +527,7 @@ def prompt_file_apply(*, owner: User, prompt_file: PromptFile, dry_run: bool = F
     changes: list[Change] = []
     with transaction.atomic():
         # Locked so that a concurrent import of the same prompt waits instead of adding the same versions.
-        prompt: Prompt | None = Prompt.objects.select_for_update().filter(owner=owner, name=name).first()
+        prompt: Prompt | None = Prompt.objects.select_for_update().filter(project=project, name=name).first()
         # Newest first: content found twice in the database maps to its newest version.
         existing = list(selectors.version_list(prompt=prompt)) if prompt is not None else []
         by_file_number: dict[int, PromptVersion] = {}
@@ -538,12 +540,16 @@ def prompt_file_apply(*, owner: User, prompt_file: PromptFile, dry_run: bool = F
                 with _located(where):
                     if prompt is None:
                         prompt, match = services.prompt_create(
-                            owner=owner, name=name, description=prompt_file.description, **_version_fields(file_version)
+                            project=project,
+                            created_by=created_by,
+                            name=name,
+                            description=prompt_file.description,
+                            **_version_fields(file_version),
                         )
                         changes.append(Change(ChangeKind.PROMPT_CREATED, name))
                     else:
                         match = services.prompt_version_create(
-                            prompt=prompt, created_by=owner, **_version_fields(file_version)
+                            prompt=prompt, created_by=created_by, **_version_fields(file_version)
                         )
                 existing.insert(0, match)
                 changes.append(
@@ -559,7 +565,7 @@ def prompt_file_apply(*, owner: User, prompt_file: PromptFile, dry_run: bool = F
             if now is not None and _version_content(now) == _version_content(target):
                 continue
             with _located(f"labels.{label}"):
-                services.label_move(prompt=prompt, label=label, version_number=target.number, moved_by=owner)
+                services.label_move(prompt=prompt, label=label, version_number=target.number, moved_by=created_by)
             moved = f"{label}: v{now.number} -> v{target.number}" if now else f"{label}: new -> v{target.number}"
             changes.append(Change(ChangeKind.LABEL_MOVED, name, moved))
 
@@ -579,8 +585,10 @@ def prompt_files(*, directory: Path) -> list[Path]:
     return sorted(path for path in directory.iterdir() if path.suffix in FILE_SUFFIXES and path.is_file())
 
 
-def prompts_import(*, owner: User, directory: Path, dry_run: bool = False) -> ImportReport:
-    """Imports every *.yaml/*.yml file of directory into owner's prompts, one transaction per file.
+def prompts_import(
+    *, project: Project, created_by: User | None = None, directory: Path, dry_run: bool = False
+) -> ImportReport:
+    """Imports every *.yaml/*.yml file of directory into project's prompts, one transaction per file.
 
     A file that fails is reported in its FileResult and leaves the database as it was; the other
     files are still imported.
@@ -598,7 +606,9 @@ def prompts_import(*, owner: User, directory: Path, dry_run: bool = False) -> Im
                     fields={"name": [f"Also the name in {names[prompt_file.name].name}; this file was skipped."]},
                 )
             names[prompt_file.name] = path
-            changes = prompt_file_apply(owner=owner, prompt_file=prompt_file, dry_run=dry_run)
+            changes = prompt_file_apply(
+                project=project, created_by=created_by, prompt_file=prompt_file, dry_run=dry_run
+            )
         except DomainError as exc:
             results.append(FileResult(path=path, error=exc))
         else:

@@ -11,9 +11,12 @@ LATEST_LABEL = "latest"
 
 
 class Prompt(BaseModel):
-    """A named prompt template of one owner; its content lives in immutable versions."""
+    """A named prompt template of a project; its content lives in immutable versions."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompts")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="prompts")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     name = models.SlugField(max_length=100)
     description = models.TextField(blank=True, default="")
     archived_at = models.DateTimeField(null=True, blank=True)
@@ -23,7 +26,7 @@ class Prompt(BaseModel):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="prompt_owner_name_uniq"),
+            models.UniqueConstraint(fields=["project", "name"], name="prompt_project_name_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -78,7 +81,7 @@ class PromptLabel(BaseModel):
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="labels")
     name = models.SlugField(max_length=50)
-    version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="labels")
+    version = models.ForeignKey(PromptVersion, on_delete=models.RESTRICT, related_name="labels")
 
     class Meta:
         ordering = ["prompt", "name"]
@@ -95,8 +98,8 @@ class LabelMove(BaseModel):
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="label_moves")
     label = models.SlugField(max_length=50)
-    from_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    to_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    from_version = models.ForeignKey(PromptVersion, on_delete=models.RESTRICT, null=True, blank=True, related_name="+")
+    to_version = models.ForeignKey(PromptVersion, on_delete=models.RESTRICT, related_name="+")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
 
     class Meta:

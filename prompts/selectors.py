@@ -1,16 +1,16 @@
-"""Reads for prompts. Every lookup is scoped to its owner: another user's prompt is "not found"."""
+"""Reads for prompts. Every lookup is scoped to its project: another user's prompt is "not found"."""
 
 import uuid
 
 from django.db.models import Prefetch, QuerySet
 
-from accounts.models import User
+from accounts.models import Project
 from llmops.errors import NotFound, ValidationFailed
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
 
 
-def prompt_list(*, owner: User, include_archived: bool = False) -> QuerySet[Prompt]:
-    prompts = Prompt.objects.filter(owner=owner).prefetch_related(
+def prompt_list(*, project: Project, include_archived: bool = False) -> QuerySet[Prompt]:
+    prompts = Prompt.objects.filter(project=project).prefetch_related(
         Prefetch("labels", queryset=PromptLabel.objects.select_related("version"))
     )
     if not include_archived:
@@ -18,14 +18,14 @@ def prompt_list(*, owner: User, include_archived: bool = False) -> QuerySet[Prom
     return prompts.order_by("name")
 
 
-def prompt_get(*, owner: User, ref: str) -> Prompt:
+def prompt_get(*, project: Project, ref: str) -> Prompt:
     """A prompt by UUID or by name."""
     lookup: dict[str, object]
     try:
         lookup = {"pk": uuid.UUID(str(ref))}
     except ValueError:
         lookup = {"name": ref}
-    prompt = prompt_list(owner=owner, include_archived=True).filter(**lookup).first()
+    prompt = prompt_list(project=project, include_archived=True).filter(**lookup).first()
     if prompt is None:
         raise NotFound("Prompt not found.")
     return prompt

@@ -5,7 +5,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Project, Role, User
+from accounts.services import role_check
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
@@ -196,7 +197,7 @@ def prompt_version_create(
             created_by=created_by,
         )
         webhook_emit(
-            owner=locked.owner,
+            project=locked.project,
             event=WebhookEvent.PROMPT_VERSION_CREATED,
             payload={
                 "prompt": {"id": str(locked.pk), "name": locked.name},
@@ -210,24 +211,28 @@ def prompt_version_create(
 
 
 def prompt_create(
-    *, owner: User, name: str, description: str = "", **version_fields: Any
+    *, project: Project, created_by: User | None, name: str, description: str = "", **version_fields: Any
 ) -> tuple[Prompt, PromptVersion]:
-    """Creates a prompt with its version 1 in one transaction."""
+    """Creates a prompt of `project` with its version 1 in one transaction."""
     with transaction.atomic():
-        if Prompt.objects.filter(owner=owner, name=name).exists():
+        if Prompt.objects.filter(project=project, name=name).exists():
             raise Conflict(
-                f"You already have a prompt named {name!r}.",
+                f"This project already has a prompt named {name!r}.",
                 fields={"name": ["A prompt with this name exists (archived prompts keep their name)."]},
                 code="name_taken",
             )
         try:
             with transaction.atomic():
-                prompt = Prompt.objects.create(owner=owner, name=name, description=description)
+                prompt = Prompt.objects.create(
+                    project=project, created_by=created_by, name=name, description=description
+                )
         except IntegrityError:  # lost a race with a concurrent create of the same name
             raise Conflict(
-                f"You already have a prompt named {name!r}.", fields={"name": ["Already exists."]}, code="name_taken"
+                f"This project already has a prompt named {name!r}.",
+                fields={"name": ["Already exists."]},
+                code="name_taken",
             ) from None
-        version = prompt_version_create(prompt=prompt, created_by=owner, **version_fields)
+        version = prompt_version_create(prompt=prompt, created_by=created_by, **version_fields)
     return prompt, version
 
 
@@ -245,13 +250,20 @@ def prompt_archive(*, prompt: Prompt) -> Prompt:
     return prompt
 
 
-def label_move(*, prompt: Prompt, label: str, version_number: int, moved_by: User | None) -> PromptLabel:
-    """Points `label` at a version of the same prompt and records the move (a rollback is a move too)."""
+def label_move(
+    *, prompt: Prompt, label: str, version_number: int, moved_by: User | None, role: str | None = None
+) -> PromptLabel:
+    """Points `label` at a version of the same prompt and records the move (a rollback is a move too).
+
+    A label the project protects (`Project.protected_labels`) moves only for an admin: `role` is the
+    mover's role in the project (None: staff tooling, which may)."""
     if label == LATEST_LABEL:
         raise ValidationFailed(
             "'latest' always means the highest version and cannot be moved.",
             fields={"label": ["'latest' is reserved."]},
         )
+    if label in prompt.project.protected_labels:
+        role_check(role=role, minimum=Role.ADMIN, action=f"moving the protected label {label!r}")
     with transaction.atomic():
         locked = Prompt.objects.select_for_update().get(pk=prompt.pk)
         if locked.archived_at is not None:
@@ -277,13 +289,14 @@ def label_move(*, prompt: Prompt, label: str, version_number: int, moved_by: Use
         else:
             return current  # already there: nothing moved, so no event
         webhook_emit(
-            owner=locked.owner,
+            project=locked.project,
             event=WebhookEvent.PROMPT_LABEL_MOVED,
             payload={
                 "prompt": {"id": str(locked.pk), "name": locked.name},
                 "label": label,
                 "from": move.from_version.number if move.from_version else None,
                 "to": version.number,
+                "moved_by": {"id": str(moved_by.pk), "username": moved_by.username} if moved_by else None,
             },
         )
     return current

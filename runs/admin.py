@@ -17,7 +17,7 @@ class RunAdmin(ReadOnlyAdmin):
 
     list_display = [
         "id",
-        "owner",
+        "project",
         "prompt_version",
         "provider",
         "model",
@@ -27,8 +27,8 @@ class RunAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["status", "provider", "tokens_estimated", "created_at"]
-    search_fields = ["id", "owner__username", "prompt_version__prompt__name", "model", "error_code", "idempotency_key"]
-    list_select_related = ["owner", "prompt_version__prompt"]
+    search_fields = ["id", "project__slug", "prompt_version__prompt__name", "model", "error_code", "idempotency_key"]
+    list_select_related = ["project", "prompt_version__prompt"]
     date_hierarchy = "created_at"
     exclude = ["request_hash"]
 
@@ -73,7 +73,7 @@ class BatchAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "name",
-        "owner",
+        "project",
         "prompt_version",
         "status",
         "concurrency",
@@ -89,8 +89,8 @@ class BatchAdmin(ReadOnlyAdmin):
         "finished_at",
     ]
     list_filter = ["status", "created_at"]
-    search_fields = ["id", "name", "owner__username", "prompt_version__prompt__name"]
-    list_select_related = ["owner", "prompt_version__prompt"]
+    search_fields = ["id", "name", "project__slug", "prompt_version__prompt__name"]
+    list_select_related = ["project", "prompt_version__prompt"]
     date_hierarchy = "created_at"
     inlines = [BatchItemInline]
 

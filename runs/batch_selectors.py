@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
-from accounts.models import User
+from accounts.models import Project
 from llmops.errors import NotFound
 from runs.models import Batch, BatchItem, Run
 from runs.serializers import RunSerializer
@@ -27,7 +27,6 @@ ITEM_STATUSES = (PENDING, *Run.Status.values)
 # Item outcomes the command writes to its output; canceled items are left for a rerun.
 
 WRITTEN_STATUSES = (Run.Status.SUCCEEDED, Run.Status.FAILED)
-
 
 
 def _status_q(status: str, prefix: str = "") -> Q:
@@ -45,7 +44,6 @@ def _status_q(status: str, prefix: str = "") -> Q:
     return by_run
 
 
-
 def _progress(prefix: str) -> dict[str, Any]:
     """Aggregates of a batch's items: counts by status, tokens and cost, in one query and with no
     stored counter. `prefix` is "items__" to annotate batches, "" to aggregate one batch's items.
@@ -60,32 +58,28 @@ def _progress(prefix: str) -> dict[str, Any]:
     }
 
 
-
 def with_progress(batches: QuerySet[Batch]) -> QuerySet[Batch]:
     """Batches annotated with their progress (read by `batch_progress`): one query for a whole page."""
     return batches.annotate(**_progress("items__"))
 
 
-
-def batch_list(*, owner: User, status: str | None = None) -> QuerySet[Batch]:
-    """The owner's batches, newest first, with their progress."""
-    batches = Batch.objects.filter(owner=owner)
+def batch_list(*, project: Project, status: str | None = None) -> QuerySet[Batch]:
+    """The project's batches, newest first, with their progress."""
+    batches = Batch.objects.filter(project=project)
     if status:
         batches = batches.filter(status=status)
     return with_progress(batches.select_related("prompt_version__prompt")).order_by("-created_at")
 
 
-
-def batch_get(*, owner: User, batch_id: Any) -> Batch:
+def batch_get(*, project: Project, batch_id: Any) -> Batch:
     try:
         pk = uuid.UUID(str(batch_id))
     except ValueError:
         raise NotFound("Batch not found.") from None
-    batch = batch_list(owner=owner).filter(pk=pk).first()
+    batch = batch_list(project=project).filter(pk=pk).first()
     if batch is None:
         raise NotFound("Batch not found.")
     return batch
-
 
 
 def batch_progress(batch: Batch) -> dict[str, Any]:
@@ -101,7 +95,6 @@ def batch_progress(batch: Batch) -> dict[str, Any]:
         "total_cost": values["total_cost"],
         "unknown_cost_runs": values["unknown_cost_runs"],
     }
-
 
 
 def batch_event_payload(batch: Batch) -> dict[str, Any]:
@@ -123,7 +116,6 @@ def batch_event_payload(batch: Batch) -> dict[str, Any]:
     }
 
 
-
 def batch_items(
     *, batch: Batch, statuses: Iterable[str] | None = None, changed_since: datetime | None = None
 ) -> QuerySet[BatchItem]:
@@ -143,13 +135,11 @@ def batch_items(
     return items.order_by("line")
 
 
-
 def item_changed_at(item: BatchItem) -> datetime:
     """When the item reached its current state (for `batch_items(changed_since=...)`)."""
     if item.run is not None and item.run.finished_at is not None:
         return item.run.finished_at
     return item.updated_at
-
 
 
 def item_result(item: BatchItem) -> dict[str, Any]:

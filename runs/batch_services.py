@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import APIKey, User
+from accounts.models import APIKey, Project, User
 from llmops.errors import Conflict, DomainError, FieldErrors, ValidationFailed
 from llmops.queue import send_or_log
 from prompts import services as prompt_services
@@ -55,13 +55,11 @@ DISPATCH_SCAN_LIMIT = 500
 _ACTIVE_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
 
 
-
 @dataclass(frozen=True)
 class SkippedRow:
     line: int
     key: str | None
     fields: FieldErrors
-
 
 
 def _row_problems(row: BatchRow, version: PromptVersion, seen: dict[str, int]) -> tuple[str | None, Any, FieldErrors]:
@@ -90,10 +88,10 @@ def _row_problems(row: BatchRow, version: PromptVersion, seen: dict[str, int]) -
     return key, variables, problems
 
 
-
 def batch_create(
     *,
-    owner: User,
+    project: Project,
+    created_by: User | None,
     api_key: APIKey | None,
     prompt: str,
     version: int | None = None,
@@ -118,7 +116,7 @@ def batch_create(
         )
     overrides = prompt_services.validate_params(params or {})
     prompt_version = checks.prompt_version_check(
-        owner=owner, prompt_ref=prompt, prompt_version_id=None, version=version, label=label
+        project=project, prompt_ref=prompt, prompt_version_id=None, version=version, label=label
     )
     # An unusable model is one 400 now rather than every item failing later.
     model_check(model=prompt_version.model, field="prompt")
@@ -132,7 +130,8 @@ def batch_create(
     seen: dict[str, int] = {}  # key -> line: keys only, a few MB for the largest batch
     with transaction.atomic():
         batch = Batch.objects.create(
-            owner=owner,
+            project=project,
+            created_by=created_by,
             api_key=api_key,
             prompt_version=prompt_version,
             name=name,
@@ -189,7 +188,6 @@ def batch_create(
     return batch, skipped
 
 
-
 def _send_dispatch(batch_id: uuid.UUID | str, delay_ms: int | None = None) -> None:
     """Sends a dispatch message. Never raises: with the broker down the batch stays active, and
     recovery (batches_recover) dispatches it again once the broker is back."""
@@ -202,13 +200,13 @@ def _pending(batch: Batch) -> QuerySet[BatchItem]:
     return BatchItem.objects.filter(batch=batch, run__isnull=True, error_code="").order_by("line")
 
 
-
 def _dispatch_item(batch: Batch, item: BatchItem) -> DomainError | None:
     """Creates the item's run, or records why it was refused. Returns a 429 to stop dispatching."""
     try:
         with transaction.atomic():  # a savepoint: a refused item leaves no run behind
             run, _ = run_services.run_create(
-                owner=batch.owner,
+                project=batch.project,
+                created_by=batch.created_by,
                 api_key=batch.api_key,
                 prompt_version_id=batch.prompt_version_id,
                 variables=item.variables,
@@ -228,7 +226,6 @@ def _dispatch_item(batch: Batch, item: BatchItem) -> DomainError | None:
             extra={"batch_id": str(batch.pk), "item": item.key, "error_code": exc.code},
         )
     return None
-
 
 
 def batch_dispatch(*, batch_id: uuid.UUID | str) -> int:
@@ -252,7 +249,7 @@ def batch_dispatch(*, batch_id: uuid.UUID | str) -> int:
         # The UPDATE takes the write lock on SQLite too, where select_for_update is a no-op.
         if not Batch.objects.filter(pk=batch_id, status__in=Batch.ACTIVE).update(updated_at=now):
             return 0  # finished, canceled or unknown: nothing to do
-        batch = Batch.objects.select_for_update(of=("self",)).select_related("owner", "api_key").get(pk=batch_id)
+        batch = Batch.objects.select_for_update(of=("self",)).select_related("project", "api_key").get(pk=batch_id)
         if batch.status == Batch.Status.QUEUED:
             batch.status = Batch.Status.RUNNING
             batch.save(update_fields=["status", "updated_at"])
@@ -286,20 +283,18 @@ def batch_dispatch(*, batch_id: uuid.UUID | str) -> int:
     return created
 
 
-
 def _complete(batch: Batch, *, now: datetime) -> None:
     batch.status = Batch.Status.COMPLETED
     batch.finished_at = now
     batch.save(update_fields=["status", "finished_at", "updated_at"])
     # In the same transaction as the status, so the event exists exactly when the fact does.
     webhook_emit(
-        owner=batch.owner,
+        project=batch.project,
         event=WebhookEvent.BATCH_COMPLETED,
         payload=batch_event_payload(batch),
         dedupe_key=f"batch.completed:{batch.pk}",
     )
     logger.info("batch completed", extra={"batch_id": str(batch.pk)})
-
 
 
 def batches_recover(*, limit: int = 1000, idle_for: timedelta | None = None) -> int:
@@ -315,7 +310,6 @@ def batches_recover(*, limit: int = 1000, idle_for: timedelta | None = None) -> 
     for batch_id in batch_ids:
         _send_dispatch(batch_id)
     return len(batch_ids)
-
 
 
 def batch_cancel(*, batch: Batch) -> Batch:

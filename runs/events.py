@@ -30,8 +30,8 @@ def run_event_emit(*, run_id: uuid.UUID) -> None:
 
     Call it inside the transaction that finishes the run; a run in any other state emits nothing.
     """
-    run = Run.objects.select_related("owner", "prompt_version__prompt", "cost_log").filter(pk=run_id).first()
+    run = Run.objects.select_related("project", "prompt_version__prompt", "cost_log").filter(pk=run_id).first()
     if run is None or run.status not in _EVENTS:
         return
     event = _EVENTS[Run.Status(run.status)]
-    webhook_emit(owner=run.owner, event=event, payload=run_event_payload(run), dedupe_key=f"{event}:{run.pk}")
+    webhook_emit(project=run.project, event=event, payload=run_event_payload(run), dedupe_key=f"{event}:{run.pk}")

@@ -17,11 +17,14 @@ class Run(BaseModel):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="runs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     api_key = models.ForeignKey(
         "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
-    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.PROTECT, related_name="runs")
+    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.RESTRICT, related_name="runs")
     variables = models.JSONField(default=dict, blank=True)
     rendered_input = models.JSONField(help_text="The messages exactly as sent to the provider.")
     provider = models.CharField(max_length=50)
@@ -52,13 +55,14 @@ class Run(BaseModel):
     # While running: the claim of attempt number `attempts` lapses at this time unless its worker
     # renews it (runs.leases). A run whose lease lapsed lost its worker; it is queued again.
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "idempotency_key"],
+                fields=["project", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
-                name="run_owner_idempotency_key_uniq",
+                name="run_project_idempotency_key_uniq",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["queued", "running", "succeeded", "failed", "canceled"]),
@@ -66,9 +70,9 @@ class Run(BaseModel):
             ),
         ]
         indexes = [
-            # The owner's run list, newest first, optionally by status: selectors.run_list.
-            models.Index(fields=["owner", "-created_at"], name="run_owner_created_idx"),
-            models.Index(fields=["owner", "status", "-created_at"], name="run_owner_status_idx"),
+            # The project's run list, newest first, optionally by status: selectors.run_list.
+            models.Index(fields=["project", "-created_at"], name="run_project_created_idx"),
+            models.Index(fields=["project", "status", "-created_at"], name="run_project_status_idx"),
             # Recovery scans unfinished runs by age: services.runs_recover.
             models.Index(
                 fields=["status", "created_at"],
@@ -99,12 +103,15 @@ class Batch(BaseModel):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     api_key = models.ForeignKey(
         "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="batches"
     )
     # A label given at creation is resolved once, here: moving the label later does not change the batch.
-    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.PROTECT, related_name="batches")
+    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.RESTRICT, related_name="batches")
     name = models.CharField(max_length=200, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
     params = models.JSONField(default=dict, blank=True, help_text="Overrides of the version's parameters.")
@@ -127,12 +134,10 @@ class Batch(BaseModel):
             ),
         ]
         indexes = [
-            # The owner's batch list, newest first: batch_selectors.batch_list.
-            models.Index(fields=["owner", "-created_at"], name="batch_owner_created_idx"),
+            # The project's batch list, newest first: batch_selectors.batch_list.
+            models.Index(fields=["project", "-created_at"], name="batch_project_created_idx"),
             # Recovery re-dispatches unfinished batches: batch_services.batches_recover.
-            models.Index(
-                fields=["created_at"], condition=Q(status__in=["queued", "running"]), name="batch_active_idx"
-            ),
+            models.Index(fields=["created_at"], condition=Q(status__in=["queued", "running"]), name="batch_active_idx"),
         ]
 
     def __str__(self) -> str:
@@ -153,7 +158,7 @@ class BatchItem(BaseModel):
     key = models.CharField(max_length=200, help_text="The caller's key, or the line number.")
     variables = models.JSONField(default=dict, blank=True)
     run = models.OneToOneField(
-        Run, on_delete=models.PROTECT, null=True, blank=True, related_name="batch_item", editable=False
+        Run, on_delete=models.RESTRICT, null=True, blank=True, related_name="batch_item", editable=False
     )
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")

@@ -1,4 +1,4 @@
-"""Reads for runs, always scoped to their owner."""
+"""Reads for runs, always scoped to their project."""
 
 import time
 import uuid
@@ -6,21 +6,21 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from accounts.models import User
+from accounts.models import Project
 from llmops.errors import NotFound
 from runs.models import Run
 
 
 def run_list(
     *,
-    owner: User,
+    project: Project,
     prompt: str | None = None,
     version: int | None = None,
     status: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Run]:
-    runs = Run.objects.filter(owner=owner).select_related("prompt_version__prompt", "cost_log")
+    runs = Run.objects.filter(project=project).select_related("prompt_version__prompt", "cost_log")
     if prompt:
         try:
             runs = runs.filter(prompt_version__prompt_id=uuid.UUID(prompt))
@@ -37,22 +37,22 @@ def run_list(
     return runs.order_by("-created_at")
 
 
-def run_get(*, owner: User, run_id: str) -> Run:
+def run_get(*, project: Project, run_id: str) -> Run:
     try:
         pk = uuid.UUID(str(run_id))
     except ValueError:
         raise NotFound("Run not found.") from None
-    run = run_list(owner=owner).filter(pk=pk).first()
+    run = run_list(project=project).filter(pk=pk).first()
     if run is None:
         raise NotFound("Run not found.")
     return run
 
 
-def run_wait(*, owner: User, run_id: uuid.UUID, seconds: float, poll_interval: float = 0.1) -> Run:
+def run_wait(*, project: Project, run_id: uuid.UUID, seconds: float, poll_interval: float = 0.1) -> Run:
     """The run once finished, or as it is after `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
-        run = run_get(owner=owner, run_id=str(run_id))
+        run = run_get(project=project, run_id=str(run_id))
         if run.is_finished or time.monotonic() >= deadline:
             return run
         time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))

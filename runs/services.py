@@ -22,7 +22,7 @@ from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
 from accounts import ratelimit
-from accounts.models import APIKey, User
+from accounts.models import APIKey, Project, User
 from billing import services as billing_services
 from llmops.errors import Conflict
 from llmops.queue import send_or_log
@@ -53,7 +53,8 @@ def _request_hash(payload: dict[str, Any]) -> str:
 
 def run_create(
     *,
-    owner: User,
+    project: Project,
+    created_by: User | None,
     api_key: APIKey | None,
     prompt: str | None = None,
     prompt_version_id: uuid.UUID | None = None,
@@ -85,13 +86,13 @@ def run_create(
         }
     )
     if idempotency_key:
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, request_hash), False
     ratelimit.token_rate_check(api_key=api_key)
 
     prompt_version = checks.prompt_version_check(
-        owner=owner, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
+        project=project, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
     )
     rendered = prompt_services.prompt_render(version=prompt_version, values=variables)
     provider, model_id = model_check(model=model or prompt_version.model, field="model" if model else "prompt")
@@ -102,7 +103,8 @@ def run_create(
     try:
         with transaction.atomic():
             run = Run.objects.create(
-                owner=owner,
+                project=project,
+                created_by=created_by,
                 api_key=api_key,
                 prompt_version=prompt_version,
                 variables=variables,
@@ -116,7 +118,7 @@ def run_create(
             )
             # Refused (402) rolls the run back: a refused request leaves nothing behind.
             billing_services.budget_reserve(
-                owner=owner,
+                project=project,
                 api_key=api_key,
                 run_id=run.pk,
                 provider=provider.name,
@@ -129,7 +131,7 @@ def run_create(
             _enqueue_on_commit(run.pk)
     except IntegrityError:
         # A concurrent request with the same idempotency key won the race.
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
         return _idempotent_replay(existing, request_hash), False
@@ -237,7 +239,8 @@ def run_finish(
         if result is not None:
             billing_services.cost_record(
                 run_id=run.pk,
-                owner=run.owner,
+                project=run.project,
+                created_by=run.created_by,
                 api_key=run.api_key,
                 provider=run.provider,
                 model=run.model,
@@ -296,7 +299,7 @@ def _claim(run_id: str) -> Run | None:
     )
     if not claimed:
         return None
-    return Run.objects.select_related("api_key", "owner").get(pk=run_id)
+    return Run.objects.select_related("api_key", "project").get(pk=run_id)
 
 
 def run_execute(*, run_id: str) -> None:
@@ -458,7 +461,7 @@ def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
             counts["resent"] += 1
 
     lapsed = _lapsed(now)
-    for run in Run.objects.filter(lapsed).select_related("owner", "api_key")[:BATCH]:
+    for run in Run.objects.filter(lapsed).select_related("project", "api_key")[:BATCH]:
         expected = lapsed & Q(attempts=run.attempts)
         if run.attempts < settings.RUN_MAX_ATTEMPTS:
             message = f"Attempt {run.attempts} lost its worker (killed or stopped); the run was queued again."

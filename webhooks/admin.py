@@ -15,7 +15,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["owner", "url", "events", "description", "is_active"]
+        fields = ["project", "url", "events", "description", "is_active"]
 
     def clean_url(self) -> str:
         # The service checks again, but a raise in save_model would be a 500, not a form error.
@@ -31,11 +31,11 @@ class WebhookEndpointAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     edited; the secret is never displayed."""
 
     form = WebhookEndpointForm
-    list_display = ["url", "owner", "event_list", "is_active", "created_at"]
+    list_display = ["url", "project", "event_list", "is_active", "created_at"]
     list_filter = ["is_active", "created_at"]
-    search_fields = ["url", "description", "owner__username", "owner__email"]
-    list_select_related = ["owner"]
-    raw_id_fields = ["owner"]
+    search_fields = ["url", "description", "project__slug", "project__name"]
+    list_select_related = ["project"]
+    raw_id_fields = ["project"]
     created_template = "admin/webhooks/webhookendpoint/created.html"
 
     @admin.display(description="Events")
@@ -44,11 +44,11 @@ class WebhookEndpointAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
         if obj is None:
-            return ["owner", "url", "events", "description"]
-        return ["owner", "url", "events", "description", "is_active", "created_at", "updated_at"]
+            return ["project", "url", "events", "description"]
+        return ["project", "url", "events", "description", "is_active", "created_at", "updated_at"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
-        return [] if obj is None else ["owner", "created_at", "updated_at"]
+        return [] if obj is None else ["project", "created_at", "updated_at"]
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
         data = form.cleaned_data
@@ -62,12 +62,16 @@ class WebhookEndpointAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
             )
             return
         endpoint, secret = services.webhook_endpoint_create(
-            owner=data["owner"], url=data["url"], events=data["events"], description=data["description"]
+            project=data["project"],
+            created_by=request.user,  # type: ignore[arg-type]
+            url=data["url"],
+            events=data["events"],
+            description=data["description"],
         )
         self.adopt_created(request, obj, endpoint, secret)
 
     def created_context(self, obj: WebhookEndpoint, secret: ShownOnce) -> dict[str, Any]:
-        endpoint = WebhookEndpoint.objects.select_related("owner").get(pk=obj.pk)
+        endpoint = WebhookEndpoint.objects.select_related("project").get(pk=obj.pk)
         return {"endpoint": endpoint, "secret": secret, "title": "Webhook endpoint created"}
 
     def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
@@ -80,7 +84,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
     list_display = ["event", "endpoint", "status", "attempts", "last_response_code", "created_at", "delivered_at"]
     list_filter = ["status", "event", "created_at"]
-    search_fields = ["endpoint__url", "endpoint__owner__username"]
+    search_fields = ["endpoint__url", "endpoint__project__slug"]
     list_select_related = ["endpoint"]
     readonly_fields = (
         "id",

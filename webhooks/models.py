@@ -19,14 +19,17 @@ class WebhookEvent(models.TextChoices):
 
 
 class WebhookEndpoint(BaseModel):
-    """A URL of the owner's that receives signed POSTs for the events it subscribes to.
+    """A URL of the project's that receives signed POSTs for the events it subscribes to.
 
     The server signs every delivery with the secret, so it must be kept, not hashed; `secret` holds
     it encrypted (a Fernet token, webhooks.secrets.secret_encrypt), so a database dump alone cannot
     sign. The plaintext is returned once, at creation, and never shown by the API or the admin.
     """
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="webhook_endpoints")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     url = models.URLField(max_length=2000, help_text="http(s) URL that receives the POSTs.")
     events = models.JSONField(default=list, help_text="Subscribed event names; see webhooks.models.WebhookEvent.")
     secret = models.CharField(max_length=500, editable=False, help_text="The signing secret, encrypted.")
@@ -44,9 +47,9 @@ class WebhookEndpoint(BaseModel):
             ),
         ]
         indexes = [
-            # The owner's endpoint list and the endpoints an event goes to: selectors.webhook_endpoint_list,
+            # The project's endpoint list and the endpoints an event goes to: selectors.webhook_endpoint_list,
             # services.webhook_emit.
-            models.Index(fields=["owner", "-created_at"], name="webhookendpoint_owner_idx"),
+            models.Index(fields=["project", "-created_at"], name="webhookendpoint_project_idx"),
         ]
 
     def __str__(self) -> str:

@@ -33,7 +33,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
-from accounts.models import User
+from accounts.models import Project, User
 from llmops.errors import ValidationFailed
 from llmops.queue import send_or_log
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -72,13 +72,14 @@ def _validated_events(events: Any) -> list[str]:
 
 
 def webhook_endpoint_create(
-    *, owner: User, url: str, events: list[str], description: str = ""
+    *, project: Project, created_by: User | None = None, url: str, events: list[str], description: str = ""
 ) -> tuple[WebhookEndpoint, str]:
     """Registers an endpoint and returns it with its signing secret, which is shown only this once
     (the row keeps it encrypted)."""
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     endpoint = WebhookEndpoint.objects.create(
-        owner=owner,
+        project=project,
+        created_by=created_by,
         url=_validated_url(url),
         events=_validated_events(events),
         description=description,
@@ -117,14 +118,16 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
 # --- emitting --------------------------------------------------------------------------------------
 
 
-def webhook_emit(*, owner: User, event: str, payload: dict[str, Any], dedupe_key: str = "") -> list[WebhookDelivery]:
-    """Records one delivery per active endpoint of `owner` subscribed to `event` and sends each after
+def webhook_emit(
+    *, project: Project, event: str, payload: dict[str, Any], dedupe_key: str = ""
+) -> list[WebhookDelivery]:
+    """Records one delivery per active endpoint of `project` subscribed to `event` and sends each after
     commit. Call it inside the transaction that writes the fact. With `dedupe_key`, an endpoint that
     already has a delivery with that key gets no second one (for emitters that may run twice)."""
     if event not in WebhookEvent.values:
         raise ValueError(f"Unknown webhook event {event!r}.")
-    # Few endpoints per owner, and JSON containment is not portable to SQLite: filtered here.
-    endpoints = [e for e in WebhookEndpoint.objects.filter(owner=owner, is_active=True) if event in e.events]
+    # Few endpoints per project, and JSON containment is not portable to SQLite: filtered here.
+    endpoints = [e for e in WebhookEndpoint.objects.filter(project=project, is_active=True) if event in e.events]
     if not endpoints:
         return []  # the common case: one indexed query, no writes
     deliveries: list[WebhookDelivery] = []
@@ -202,9 +205,11 @@ def signature(*, secret: str, timestamp: int, body: bytes) -> str:
 
 
 def request_body(delivery: WebhookDelivery) -> bytes:
+    project = delivery.endpoint.project
     envelope = {
         "id": str(delivery.pk),
         "event": delivery.event,
+        "project": {"id": str(project.pk), "slug": project.slug},
         "created_at": delivery.created_at.isoformat(),
         "data": delivery.payload,
     }

@@ -15,12 +15,18 @@ class APIKeySerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="After a rotation with a grace period: until when the old secret still works.",
     )
+    project = serializers.CharField(source="project.slug", read_only=True, help_text="The project's slug.")
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, help_text="The username of the member who made the key."
+    )
 
     class Meta:
         model = APIKey
         fields = [
             "id",
             "name",
+            "project",
+            "created_by",
             "prefix",
             "scopes",
             "status",

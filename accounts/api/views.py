@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors, services
+from accounts.access import request_project
 from accounts.api.serializers import (
     APIKeyCreatedSerializer,
     APIKeyCreateSerializer,
@@ -29,7 +30,7 @@ def _with_plaintext(api_key: APIKey, plaintext: str, status_code: int) -> Respon
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your API keys"),
+    list=extend_schema(summary="List the project's API keys"),
     create=extend_schema(
         summary="Create an API key (the plaintext is returned once)",
         request=APIKeyCreateSerializer,
@@ -62,13 +63,14 @@ class APIKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destr
     def get_queryset(self) -> QuerySet[APIKey]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return APIKey.objects.none()
-        return selectors.api_key_list(user=self.request.user)  # type: ignore[arg-type]
+        return selectors.api_key_list(project=request_project(self.request))
 
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         serializer = APIKeyCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         api_key, plaintext = services.api_key_create(
-            user=request.user,  # type: ignore[arg-type]
+            project=request_project(request),
+            created_by=request.user,  # type: ignore[arg-type]
             created_by_key=_acting_key(request),
             **serializer.validated_data,
         )

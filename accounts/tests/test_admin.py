@@ -17,7 +17,15 @@ PLAINTEXT = re.compile(r'<code id="api-key-plaintext"[^>]*>([^<]+)</code>')
 
 def _add_key(admin_client, user, name="from-admin"):
     return admin_client.post(
-        ADD_URL, {"user": str(user.pk), "name": name, "expires_at_0": "", "expires_at_1": "", "scopes": all_scopes()}
+        ADD_URL,
+        {
+            "project": str(user.personal_project.pk),
+            "created_by": str(user.pk),
+            "name": name,
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "scopes": all_scopes(),
+        },
     )
 
 
@@ -33,7 +41,7 @@ def test_add_form_creates_a_key_and_shows_the_plaintext_once(admin_client, alice
     parts = keys.split(plaintext)
     assert parts is not None
     prefix, secret = parts
-    stored = APIKey.objects.get(user=alice)
+    stored = APIKey.objects.get(created_by=alice)
     assert stored.name == "from-admin"
     assert stored.prefix == prefix
     assert stored.secret_hash == keys.hash_secret(secret)
@@ -51,12 +59,12 @@ def test_admin_created_key_leaves_no_secret_in_the_database(admin_client, alice)
     call_command("dumpdata", stdout=dump)  # includes sessions and the admin log
 
     assert secret not in dump.getvalue()
-    stored = APIKey.objects.get(user=alice)
+    stored = APIKey.objects.get(created_by=alice)
     assert LogEntry.objects.get(object_id=str(stored.pk)).object_repr == str(stored)
 
 
 def test_change_page_and_changelist_never_show_the_secret(admin_client, alice):
-    api_key, plaintext = services.api_key_create(user=alice, name="hidden")
+    api_key, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="hidden")
     secret = plaintext.split(".")[1]
 
     change = admin_client.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
@@ -72,7 +80,7 @@ def test_change_page_and_changelist_never_show_the_secret(admin_client, alice):
 
 
 def test_change_page_saves_the_name_without_touching_the_secret(admin_client, alice):
-    api_key, plaintext = services.api_key_create(user=alice, name="before")
+    api_key, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="before")
 
     response = admin_client.post(
         f"/admin/accounts/apikey/{api_key.pk}/change/",
@@ -87,12 +95,10 @@ def test_change_page_saves_the_name_without_touching_the_secret(admin_client, al
 
 
 def test_revoke_action_revokes_the_selected_keys(admin_client, alice):
-    kept, _ = services.api_key_create(user=alice, name="kept")
-    revoked, plaintext = services.api_key_create(user=alice, name="revoked")
+    kept, _ = services.api_key_create(project=alice.personal_project, created_by=alice, name="kept")
+    revoked, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="revoked")
 
-    response = admin_client.post(
-        CHANGELIST_URL, {"action": "revoke_selected", "_selected_action": [str(revoked.pk)]}
-    )
+    response = admin_client.post(CHANGELIST_URL, {"action": "revoke_selected", "_selected_action": [str(revoked.pk)]})
 
     assert response.status_code == 302
     assert APIKey.objects.get(pk=revoked.pk).status == "revoked"
@@ -104,7 +110,8 @@ def test_add_form_with_a_past_expiry_is_a_form_error_not_a_crash(admin_client, a
     response = admin_client.post(
         ADD_URL,
         {
-            "user": str(alice.pk),
+            "project": str(alice.personal_project.pk),
+            "created_by": str(alice.pk),
             "name": "old",
             "expires_at_0": "2001-01-01",
             "expires_at_1": "00:00:00",

@@ -25,7 +25,7 @@ def test_create_returns_the_plaintext_once(alice_client, alice):
     assert body["name"] == "deploy"
     assert body["status"] == "active"
     stored = APIKey.objects.get(pk=body["id"])
-    assert stored.user == alice
+    assert (stored.created_by, stored.project) == (alice, alice.personal_project)
     assert stored.secret_hash == keys.hash_secret(secret)
     # The new key works on its own.
     assert APIClient().get(KEYS_URL, HTTP_AUTHORIZATION=f"Bearer {body['key']}").status_code == 200
@@ -62,14 +62,14 @@ def test_create_with_an_expiry_in_the_past_is_400(alice_client, alice):
     response = alice_client.post(KEYS_URL, {"name": "old", "expires_at": past}, format="json")
 
     assert_error(response, 400, fields={"expires_at"})
-    assert APIKey.objects.filter(user=alice).count() == 1  # only the client's own key
+    assert APIKey.objects.filter(created_by=alice).count() == 1  # only the client's own key
 
 
 def test_create_without_a_name_is_400(alice_client, alice):
     response = alice_client.post(KEYS_URL, {}, format="json")
 
     assert_error(response, 400, "validation_error", fields={"name"})
-    assert APIKey.objects.filter(user=alice).count() == 1
+    assert APIKey.objects.filter(created_by=alice).count() == 1
 
 
 def test_delete_revokes_and_the_key_then_gets_401(alice_client, alice):
@@ -92,7 +92,7 @@ def test_delete_revokes_and_the_key_then_gets_401(alice_client, alice):
 
 
 def test_a_client_can_revoke_its_own_key(alice_client, alice):
-    own = APIKey.objects.get(user=alice)
+    own = APIKey.objects.get(created_by=alice)
 
     assert alice_client.delete(f"{KEYS_URL}/{own.pk}").status_code == 204
 
@@ -100,7 +100,9 @@ def test_a_client_can_revoke_its_own_key(alice_client, alice):
 
 
 def test_bob_cannot_revoke_alices_key(alice, bob_client):
-    alice_key, alice_plaintext = services.api_key_create(user=alice, name="alice-key")
+    alice_key, alice_plaintext = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="alice-key"
+    )
 
     response = bob_client.delete(f"{KEYS_URL}/{alice_key.pk}")
 
@@ -113,14 +115,14 @@ def test_bob_cannot_revoke_alices_key(alice, bob_client):
 
 
 def test_lists_show_only_own_keys(alice, alice_client, bob, bob_client):
-    services.api_key_create(user=alice, name="alice-extra")
-    services.api_key_create(user=bob, name="bob-extra")
+    services.api_key_create(project=alice.personal_project, created_by=alice, name="alice-extra")
+    services.api_key_create(project=bob.personal_project, created_by=bob, name="bob-extra")
 
     alice_rows = alice_client.get(KEYS_URL).json()["results"]
     bob_rows = bob_client.get(KEYS_URL).json()["results"]
 
     def ids_of(user):
-        return {str(pk) for pk in APIKey.objects.filter(user=user).values_list("pk", flat=True)}
+        return {str(pk) for pk in APIKey.objects.filter(created_by=user).values_list("pk", flat=True)}
 
     assert {r["id"] for r in alice_rows} == ids_of(alice)
     assert {r["id"] for r in bob_rows} == ids_of(bob)

@@ -18,7 +18,7 @@ KEYS_URL = "/api/v1/keys"
 
 @pytest.fixture
 def alice_key(alice):
-    return services.api_key_create(user=alice, name="mine")
+    return services.api_key_create(project=alice.personal_project, created_by=alice, name="mine")
 
 
 def _names(response) -> set[str]:
@@ -60,14 +60,16 @@ def test_no_credentials_get_401(db, anon_client):
 
 
 def _revoked(user):
-    api_key, plaintext = services.api_key_create(user=user, name="revoked")
+    api_key, plaintext = services.api_key_create(project=user.personal_project, created_by=user, name="revoked")
     services.api_key_revoke(api_key=api_key)
     return plaintext
 
 
 def _expired(user):
     soon = timezone.now() + timedelta(days=1)
-    api_key, plaintext = services.api_key_create(user=user, name="expired", expires_at=soon)
+    api_key, plaintext = services.api_key_create(
+        project=user.personal_project, created_by=user, name="expired", expires_at=soon
+    )
     APIKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     return plaintext
 
@@ -77,7 +79,7 @@ def _unknown(user):
 
 
 def _wrong_secret(user):
-    _, plaintext = services.api_key_create(user=user, name="real")
+    _, plaintext = services.api_key_create(project=user.personal_project, created_by=user, name="real")
     return plaintext.split(".")[0] + ".not-the-secret"
 
 
@@ -148,7 +150,7 @@ def test_last_used_at_is_refreshed_after_the_window(alice_key, settings):
 def test_plaintext_key_never_reaches_the_logs(alice, caplog):
     """Creation, use, a bad secret and a revoked key: no log record carries the key or its secret."""
     caplog.set_level(logging.DEBUG)
-    _, plaintext = services.api_key_create(user=alice, name="bootstrap")
+    _, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="bootstrap")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
 

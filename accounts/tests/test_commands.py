@@ -17,7 +17,7 @@ def test_createapikey_prints_a_working_key(alice):
     parts = keys.split(plaintext)
     assert parts is not None
     prefix, secret = parts
-    stored = APIKey.objects.get(user=alice)
+    stored = APIKey.objects.get(created_by=alice, project=alice.personal_project)
     assert stored.name == "laptop"
     assert stored.prefix == prefix
     assert prefix in err.getvalue()

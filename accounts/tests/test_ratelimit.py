@@ -92,7 +92,7 @@ def _key_client(api_key_and_plaintext) -> APIClient:
 
 @pytest.fixture
 def alice_key(alice):
-    return account_services.api_key_create(user=alice, name="limited")
+    return account_services.api_key_create(project=alice.personal_project, created_by=alice, name="limited")
 
 
 def test_key_admits_exactly_the_limit_then_429_with_retry_after(limits, clock, alice_key):
@@ -296,12 +296,28 @@ def test_malformed_default_rate_fails_at_start_up(limits):
 
 @pytest.mark.parametrize("value", ["600/m", "1/s", "10/h", "1000/d", ""])
 def test_clean_accepts_rates_and_empty(alice, value):
-    APIKey(user=alice, name="k", prefix="p", secret_hash="h", rate_limit=value, run_rate_limit=value).full_clean()
+    APIKey(
+        project=alice.personal_project,
+        created_by=alice,
+        name="k",
+        prefix="p",
+        secret_hash="h",
+        rate_limit=value,
+        run_rate_limit=value,
+    ).full_clean()
 
 
 @pytest.mark.parametrize("value", ["600", "600/min", "0/m", "-1/m", "10/5m", " 6/m", "m/600"])
 def test_clean_refuses_malformed_rates(alice, value):
-    api_key = APIKey(user=alice, name="k", prefix="p", secret_hash="h", rate_limit=value, run_rate_limit=value)
+    api_key = APIKey(
+        project=alice.personal_project,
+        created_by=alice,
+        name="k",
+        prefix="p",
+        secret_hash="h",
+        rate_limit=value,
+        run_rate_limit=value,
+    )
 
     with pytest.raises(ValidationError) as excinfo:
         api_key.full_clean()
@@ -455,7 +471,9 @@ def _get_or_none(url: str) -> int | None:
 @requires_postgres_and_redis
 def test_two_processes_admit_exactly_the_limit_together(transactional_db, two_servers):
     owner = UserFactory(username="carol")
-    api_key, plaintext = account_services.api_key_create(user=owner, name="shared")
+    api_key, plaintext = account_services.api_key_create(
+        project=owner.personal_project, created_by=owner, name="shared"
+    )
     headers = {"Authorization": f"Bearer {plaintext}"}
     # All 30 requests must fall into one of django-ratelimit's fixed windows for this key.
     frees_in = _window_end(ratelimit.key_bucket(api_key)) + 1 - time.time()

@@ -37,7 +37,9 @@ def _works(plaintext: str) -> bool:
 
 @pytest.fixture
 def deploy_key(alice):
-    return services.api_key_create(user=alice, name="deploy", scopes=[Scope.RUNS_EXECUTE, Scope.KEYS_MANAGE])
+    return services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="deploy", scopes=[Scope.RUNS_EXECUTE, Scope.KEYS_MANAGE]
+    )
 
 
 def _end_grace(api_key: APIKey) -> None:
@@ -184,7 +186,7 @@ def test_rotating_an_unknown_key_is_404(alice_client):
 
 
 def test_a_key_can_rotate_itself(alice_client, alice):
-    own = APIKey.objects.get(user=alice)
+    own = APIKey.objects.get(created_by=alice)
 
     response = alice_client.post(_rotate_url(own), format="json")
 
@@ -195,8 +197,12 @@ def test_a_key_can_rotate_itself(alice_client, alice):
 
 def test_a_narrower_key_cannot_rotate_a_wider_one(alice, deploy_key):
     """Rotation hands out the key's plaintext, so it would grant the caller the key's scopes."""
-    wider, wider_plaintext = services.api_key_create(user=alice, name="wider")  # every scope
-    narrow_subset, _ = services.api_key_create(user=alice, name="subset", scopes=[Scope.KEYS_MANAGE])
+    wider, wider_plaintext = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="wider"
+    )  # every scope
+    narrow_subset, _ = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="subset", scopes=[Scope.KEYS_MANAGE]
+    )
     _, manager = deploy_key  # runs:execute + keys:manage
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {manager}")
@@ -215,7 +221,7 @@ def test_a_narrower_key_cannot_rotate_a_wider_one(alice, deploy_key):
 
 
 def test_api_key_rotate_refuses_inactive_keys_and_bad_grace(alice):
-    api_key, _ = services.api_key_create(user=alice, name="k")
+    api_key, _ = services.api_key_create(project=alice.personal_project, created_by=alice, name="k")
     with pytest.raises(ValidationFailed):
         services.api_key_rotate(api_key=api_key, grace_seconds=services.MAX_ROTATION_GRACE_SECONDS + 1)
     services.api_key_revoke(api_key=api_key)
@@ -227,7 +233,7 @@ def test_api_key_rotate_refuses_inactive_keys_and_bad_grace(alice):
 
 
 def test_a_revoked_key_is_refused_with_its_old_secret_in_grace_too(alice):
-    api_key, old = services.api_key_create(user=alice, name="k")
+    api_key, old = services.api_key_create(project=alice.personal_project, created_by=alice, name="k")
     _, new = services.api_key_rotate(api_key=api_key, grace_seconds=600)
 
     services.api_key_revoke(api_key=APIKey.objects.get(pk=api_key.pk))
@@ -238,7 +244,7 @@ def test_a_revoked_key_is_refused_with_its_old_secret_in_grace_too(alice):
 
 
 def test_an_ended_old_secret_is_refused_like_a_wrong_one(alice):
-    api_key, old = services.api_key_create(user=alice, name="k")
+    api_key, old = services.api_key_create(project=alice.personal_project, created_by=alice, name="k")
     services.api_key_rotate(api_key=api_key, grace_seconds=600)
     _end_grace(api_key)
 
@@ -250,7 +256,9 @@ def test_an_ended_old_secret_is_refused_like_a_wrong_one(alice):
 
 def test_rotation_keeps_scopes_expiry_and_name(alice):
     expires_at = timezone.now() + timedelta(days=3)
-    api_key, _ = services.api_key_create(user=alice, name="k", scopes=["runs:read"], expires_at=expires_at)
+    api_key, _ = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="k", scopes=["runs:read"], expires_at=expires_at
+    )
 
     rotated, plaintext = services.api_key_rotate(api_key=api_key)
 
@@ -275,8 +283,8 @@ def _admin_rotate(admin_client, *api_keys: APIKey, grace: int | str | None = Non
 
 
 def test_admin_rotate_asks_first_then_shows_each_new_key_once(admin_client, alice):
-    first, first_old = services.api_key_create(user=alice, name="first")
-    second, second_old = services.api_key_create(user=alice, name="second")
+    first, first_old = services.api_key_create(project=alice.personal_project, created_by=alice, name="first")
+    second, second_old = services.api_key_create(project=alice.personal_project, created_by=alice, name="second")
 
     confirmation = _admin_rotate(admin_client, first, second)
 
@@ -302,8 +310,8 @@ def test_admin_rotate_asks_first_then_shows_each_new_key_once(admin_client, alic
 
 
 def test_admin_rotate_with_grace_and_a_revoked_key_skipped(admin_client, alice):
-    active, old = services.api_key_create(user=alice, name="active")
-    revoked, _ = services.api_key_create(user=alice, name="revoked")
+    active, old = services.api_key_create(project=alice.personal_project, created_by=alice, name="active")
+    revoked, _ = services.api_key_create(project=alice.personal_project, created_by=alice, name="revoked")
     services.api_key_revoke(api_key=revoked)
 
     done = _admin_rotate(admin_client, active, revoked, grace=600)
@@ -320,7 +328,7 @@ def test_admin_rotate_with_grace_and_a_revoked_key_skipped(admin_client, alice):
 
 
 def test_admin_rotate_with_a_bad_grace_shows_the_form_again(admin_client, alice):
-    api_key, old = services.api_key_create(user=alice, name="k")
+    api_key, old = services.api_key_create(project=alice.personal_project, created_by=alice, name="k")
 
     response = _admin_rotate(admin_client, api_key, grace=-5)
 
@@ -333,7 +341,9 @@ def test_admin_rotate_with_a_bad_grace_shows_the_form_again(admin_client, alice)
 
 def test_admin_rotation_leaves_no_secret_in_the_database(admin_client, alice):
     """Not in the session, a message, the admin log or anywhere else: only the page showed it."""
-    api_key, _ = services.api_key_create(user=alice, name="k", scopes=all_scopes())
+    api_key, _ = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="k", scopes=all_scopes()
+    )
     shown = PLAINTEXTS.findall(_admin_rotate(admin_client, api_key, grace=0).content.decode())
     secret = keys.split(shown[0])[1]  # type: ignore[index]
 

@@ -32,7 +32,15 @@ from prompts.tests.factories import prompt_with_version
 KEYS_URL = "/api/v1/keys"
 # A value for each URL keyword argument, to reach an endpoint without creating its object: the scope
 # is checked before any lookup. A new keyword needs a sample here.
-URL_KWARG_SAMPLES = {"ref": "no-such-prompt", "pk": str(uuid.uuid4()), "number": "1", "label": "production"}
+URL_KWARG_SAMPLES = {
+    "ref": "no-such-prompt",
+    "pk": str(uuid.uuid4()),
+    "number": "1",
+    "label": "production",
+    "user": "nobody",
+}
+# Keys act only inside their project: creating a project is refused to every key, whatever its scopes.
+NOT_FOR_KEYS = {("project-list", "post")}
 SKIPPED_METHODS = {"head", "options"}  # HEAD is GET's; OPTIONS is DRF's metadata
 
 
@@ -79,7 +87,7 @@ def _required(pattern: URLPattern, name: str) -> str | None:
 
 
 def _client(user, scopes: list[str]) -> APIClient:
-    _, plaintext = services.api_key_create(user=user, name="scoped", scopes=scopes)
+    _, plaintext = services.api_key_create(project=user.personal_project, created_by=user, name="scoped", scopes=scopes)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     return client
@@ -156,7 +164,10 @@ def test_every_endpoint_admits_a_key_with_only_its_scope(alice):
 
         response = _call(client, method, _url(pattern))
 
-        if response.status_code in (401, 403, 405) or response.status_code >= 500:
+        if (pattern.name, method) in NOT_FOR_KEYS:
+            if response.status_code != 403:
+                failures[f"{method.upper()} {pattern.name}"] = (response.status_code, "expected 403 for every key")
+        elif response.status_code in (401, 403, 405) or response.status_code >= 500:
             failures[f"{method.upper()} {pattern.name}"] = (response.status_code, response.content[:300])
 
     assert failures == {}
@@ -246,7 +257,7 @@ def test_a_prompts_read_key_reads_and_renders_but_cannot_write(alice, alices_pro
     for response, scope in zip(others.values(), ["runs:read", "billing:read", "keys:manage"], strict=True):
         assert scope in assert_error(response, 403, "insufficient_scope")["message"]
     assert _prompt_state(alices_prompt) == before
-    assert list(Prompt.objects.filter(owner=alice).values_list("name", flat=True)) == ["greet"]
+    assert list(Prompt.objects.filter(project=alice.personal_project).values_list("name", flat=True)) == ["greet"]
 
 
 def test_a_prompts_write_key_can_write(alice, alices_prompt):
@@ -288,7 +299,7 @@ def test_session_staff_has_every_scope(admin_client, admin_user):
     assert keys.json()["scopes"] == ["runs:read"]
     for url in ("/api/v1/runs", "/api/v1/costs", "/api/v1/costs/summary", KEYS_URL):
         assert admin_client.get(url).status_code == 200, url
-    assert Prompt.objects.get(name="staff").owner == admin_user
+    assert Prompt.objects.get(name="staff").created_by == admin_user
 
 
 def test_health_needs_no_scope(db):
@@ -312,7 +323,7 @@ class _PartlyDeclared(ViewSet):
 
 
 def test_an_endpoint_without_a_declared_scope_refuses_every_key(alice, admin_user):
-    _, plaintext = services.api_key_create(user=alice, name="all")
+    _, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="all")
     factory = APIRequestFactory()
 
     def get(view: Any, user: Any = None) -> Any:
@@ -334,14 +345,17 @@ def test_an_endpoint_without_a_declared_scope_refuses_every_key(alice, admin_use
         assert body["error"]["code"] == "permission_denied"
         assert "declares no scope" in body["error"]["message"]
     assert declared == (200, {"ok": True})
-    assert by_session == (200, {"ok": True})
+    # A session acts with its role's scopes, so an undeclared endpoint refuses it too.
+    assert by_session[0] == 403 and "declares no scope" in by_session[1]["error"]["message"]
 
 
 def test_other_credentials_and_malformed_scopes_fail_closed(alice, admin_user):
     request = APIRequestFactory().get("/x")
     force_authenticate(request, user=admin_user, token="not-an-api-key")
     other = _PartlyDeclared.as_view({"get": "list"})(request)
-    api_key, plaintext = services.api_key_create(user=alice, name="odd", scopes=["prompts:read"])
+    api_key, plaintext = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="odd", scopes=["prompts:read"]
+    )
     APIKey.objects.filter(pk=api_key.pk).update(scopes="prompts:read,runs:read")  # not a list
 
     malformed = APIClient().get("/api/v1/prompts", HTTP_AUTHORIZATION=f"Bearer {plaintext}")
@@ -401,7 +415,7 @@ def test_bad_scopes_are_400_naming_the_item_and_create_nothing(alice_client, ali
     error = assert_error(response, 400, "validation_error", fields={field})
     if named:
         assert error["fields"][field][0].startswith(named)
-    assert APIKey.objects.filter(user=alice).count() == 1  # only the client's own key
+    assert APIKey.objects.filter(created_by=alice).count() == 1  # only the client's own key
 
 
 def test_a_key_cannot_grant_scopes_it_does_not_have(alice):
@@ -418,11 +432,11 @@ def test_a_key_cannot_grant_scopes_it_does_not_have(alice):
     assert_error(default, 400, "validation_error", fields={"scopes"})
     assert narrower.status_code == 201
     assert narrower.json()["scopes"] == ["prompts:read"]
-    assert set(APIKey.objects.filter(user=alice).values_list("name", flat=True)) == {"scoped", "narrower"}
+    assert set(APIKey.objects.filter(created_by=alice).values_list("name", flat=True)) == {"scoped", "narrower"}
 
 
 def test_keys_endpoints_need_keys_manage(alice):
-    own = services.api_key_create(user=alice, name="victim")[0]
+    own = services.api_key_create(project=alice.personal_project, created_by=alice, name="victim")[0]
     client = _client(alice, [s for s in all_scopes() if s != Scope.KEYS_MANAGE])
 
     for response in (
@@ -434,17 +448,23 @@ def test_keys_endpoints_need_keys_manage(alice):
         assert "keys:manage" in assert_error(response, 403, "insufficient_scope")["message"]
     stored = APIKey.objects.get(pk=own.pk)
     assert (stored.is_active, stored.secret_hash, stored.rotated_at) == (True, own.secret_hash, None)
-    assert APIKey.objects.filter(user=alice).count() == 2
+    assert APIKey.objects.filter(created_by=alice).count() == 2
 
 
 def test_api_key_create_service_checks_scopes(alice):
     with pytest.raises(ValidationFailed, match="'nope'"):
-        services.api_key_create(user=alice, name="x", scopes=["nope"])
-    creator = services.api_key_create(user=alice, name="creator", scopes=["keys:manage"])[0]
+        services.api_key_create(project=alice.personal_project, created_by=alice, name="x", scopes=["nope"])
+    creator = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="creator", scopes=["keys:manage"]
+    )[0]
     with pytest.raises(ValidationFailed, match="prompts:read"):
-        services.api_key_create(user=alice, name="x", scopes=["prompts:read"], created_by_key=creator)
+        services.api_key_create(
+            project=alice.personal_project, created_by=alice, name="x", scopes=["prompts:read"], created_by_key=creator
+        )
 
-    api_key, _ = services.api_key_create(user=alice, name="ok", scopes=["keys:manage"], created_by_key=creator)
+    api_key, _ = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="ok", scopes=["keys:manage"], created_by_key=creator
+    )
 
     assert api_key.scopes == ["keys:manage"]
 
@@ -457,7 +477,7 @@ def test_createapikey_takes_scopes(alice):
 
     call_command("createapikey", "alice", "--scopes", "runs:execute, prompts:read", stdout=out, stderr=err)
 
-    stored = APIKey.objects.get(user=alice)
+    stored = APIKey.objects.get(created_by=alice)
     assert stored.scopes == ["prompts:read", "runs:execute"]
     assert "prompts:read,runs:execute" in err.getvalue()
     client = APIClient()
@@ -473,7 +493,7 @@ def test_createapikey_defaults_to_every_scope_and_refuses_unknown_ones(alice):
     with pytest.raises(CommandError, match="'prompts:delete'"):
         call_command("createapikey", "alice", "--scopes", "prompts:read,prompts:delete", stdout=out, stderr=StringIO())
 
-    assert APIKey.objects.get(user=alice).scopes == all_scopes()
+    assert APIKey.objects.get(created_by=alice).scopes == all_scopes()
     assert out.getvalue() == ""
 
 
@@ -488,16 +508,25 @@ def test_admin_add_form_offers_the_scopes_and_saves_the_chosen_ones(admin_client
     page = admin_client.get("/admin/accounts/apikey/add/").content.decode()
     response = admin_client.post(
         "/admin/accounts/apikey/add/",
-        {"user": str(alice.pk), "name": "limited", "expires_at_0": "", "expires_at_1": "", "scopes": ["runs:read"]},
+        {
+            "project": str(alice.personal_project.pk),
+            "created_by": str(alice.pk),
+            "name": "limited",
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "scopes": ["runs:read"],
+        },
     )
 
     assert _checked_scopes(page) == all_scopes()  # the default
     assert response.status_code == 200
-    assert APIKey.objects.get(user=alice).scopes == ["runs:read"]
+    assert APIKey.objects.get(created_by=alice).scopes == ["runs:read"]
 
 
 def test_admin_change_form_edits_the_scopes(admin_client, alice):
-    api_key, plaintext = services.api_key_create(user=alice, name="k", scopes=["prompts:read"])
+    api_key, plaintext = services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="k", scopes=["prompts:read"]
+    )
     url = f"/admin/accounts/apikey/{api_key.pk}/change/"
 
     page = admin_client.get(url).content.decode()

@@ -91,7 +91,7 @@ def _sensitive(plaintexts: list[str]) -> list[str]:
 
 def test_no_secret_in_any_response_log_or_admin_page(alice, admin_client, all_logs):
     record = Recorder()
-    _, bootstrap = services.api_key_create(user=alice, name="bootstrap")
+    _, bootstrap = services.api_key_create(project=alice.personal_project, created_by=alice, name="bootstrap")
     admin = _client(bootstrap)
 
     # Creation: the new plaintext is shown in this response only.
@@ -162,7 +162,14 @@ def test_no_secret_in_any_response_log_or_admin_page(alice, admin_client, all_lo
     record("admin rotated", admin_rotated, 200, shows=admin_plaintext)
     added = admin_client.post(
         "/admin/accounts/apikey/add/",
-        {"user": str(alice.pk), "name": "from-admin", "expires_at_0": "", "expires_at_1": "", "scopes": ["runs:read"]},
+        {
+            "project": str(alice.personal_project.pk),
+            "created_by": str(alice.pk),
+            "name": "from-admin",
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "scopes": ["runs:read"],
+        },
     )
     (added_plaintext,) = re.findall(r'<code id="api-key-plaintext"[^>]*>([^<]+)</code>', added.content.decode())
     record("admin added", added, 200, shows=added_plaintext)
@@ -230,7 +237,7 @@ def test_the_createapikey_command_prints_the_key_to_stdout_only(alice, all_logs)
     for secret in _sensitive([plaintext]):
         assert secret not in err.getvalue()
         assert secret not in all_logs.text
-    assert APIKey.objects.get(user=alice).prefix in err.getvalue()
+    assert APIKey.objects.get(created_by=alice).prefix in err.getvalue()
 
 
 def test_no_webhook_secret_in_any_response_log_admin_page_or_row(alice, alice_client, admin_client, all_logs, settings):
@@ -248,12 +255,14 @@ def test_no_webhook_secret_in_any_response_log_admin_page_or_row(alice, alice_cl
     endpoint = WebhookEndpoint.objects.get(pk=created.json()["id"])
     added = admin_client.post(
         "/admin/webhooks/webhookendpoint/add/",
-        {"owner": str(alice.pk), "url": url, "events": ["run.failed"], "description": ""},
+        {"project": str(alice.personal_project.pk), "url": url, "events": ["run.failed"], "description": ""},
     )
     (admin_secret,) = re.findall(r'<code id="webhook-secret"[^>]*>([^<]+)</code>', added.content.decode())
     record("webhook admin add", added, 200, shows=admin_secret)
     with transaction.atomic():
-        deliveries = webhook_services.webhook_emit(owner=alice, event="run.failed", payload={"run_id": "r1"})
+        deliveries = webhook_services.webhook_emit(
+            project=alice.personal_project, event="run.failed", payload={"run_id": "r1"}
+        )
     for delivery in deliveries:
         webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # and the undecryptable path

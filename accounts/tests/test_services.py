@@ -18,7 +18,7 @@ def _dump_database() -> str:
 
 
 def test_api_key_create_stores_only_the_sha256_of_the_secret(alice):
-    api_key, plaintext = services.api_key_create(user=alice, name="ci")
+    api_key, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")
     parts = keys.split(plaintext)
     assert parts is not None
     prefix, secret = parts
@@ -36,14 +36,19 @@ def test_api_key_create_stores_only_the_sha256_of_the_secret(alice):
 
 def test_api_key_create_refuses_an_expiry_in_the_past(alice):
     with pytest.raises(ValidationFailed) as caught:
-        services.api_key_create(user=alice, name="old", expires_at=timezone.now() - timedelta(seconds=1))
+        services.api_key_create(
+            project=alice.personal_project,
+            created_by=alice,
+            name="old",
+            expires_at=timezone.now() - timedelta(seconds=1),
+        )
 
     assert set(caught.value.fields) == {"expires_at"}
     assert not APIKey.objects.exists()
 
 
 def test_api_key_authenticate_returns_the_active_key(alice):
-    api_key, plaintext = services.api_key_create(user=alice, name="ci")
+    api_key, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")
 
     assert services.api_key_authenticate(raw_key=plaintext) == api_key
 
@@ -57,7 +62,7 @@ def test_api_key_authenticate_returns_the_active_key(alice):
     ],
 )
 def test_api_key_authenticate_refuses_wrong_keys_without_echoing_them(alice, mangle):
-    _, plaintext = services.api_key_create(user=alice, name="ci")
+    _, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")
     raw_key = mangle(plaintext)
 
     with pytest.raises(services.APIKeyInvalid) as caught:
@@ -67,7 +72,7 @@ def test_api_key_authenticate_refuses_wrong_keys_without_echoing_them(alice, man
 
 
 def test_api_key_revoke_is_one_way_and_keeps_the_first_time(alice):
-    api_key, plaintext = services.api_key_create(user=alice, name="ci")
+    api_key, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")
 
     services.api_key_revoke(api_key=api_key)
     first_revoked_at = APIKey.objects.get(pk=api_key.pk).revoked_at
@@ -83,7 +88,7 @@ def test_api_key_revoke_is_one_way_and_keeps_the_first_time(alice):
 
 def test_api_key_authenticate_refuses_an_expired_key(alice):
     api_key, plaintext = services.api_key_create(
-        user=alice, name="ci", expires_at=timezone.now() + timedelta(days=1)
+        project=alice.personal_project, created_by=alice, name="ci", expires_at=timezone.now() + timedelta(days=1)
     )
     APIKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -93,7 +98,7 @@ def test_api_key_authenticate_refuses_an_expired_key(alice):
 
 
 def test_api_key_authenticate_refuses_a_disabled_user(alice):
-    _, plaintext = services.api_key_create(user=alice, name="ci")
+    _, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")
     alice.is_active = False
     alice.save()
 
@@ -103,7 +108,7 @@ def test_api_key_authenticate_refuses_a_disabled_user(alice):
 
 def test_last_used_at_is_written_once_per_resolution_window(alice, settings):
     settings.API_KEY_LAST_USED_RESOLUTION = 60
-    api_key, plaintext = services.api_key_create(user=alice, name="ci")
+    api_key, plaintext = services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")
     assert api_key.last_used_at is None
 
     services.api_key_authenticate(raw_key=plaintext)

@@ -79,7 +79,9 @@ class CostLogSerializer(serializers.ModelSerializer):
 class BudgetSerializer(serializers.ModelSerializer):
     """A budget with its usage in the current window (computed when read)."""
 
-    api_key = serializers.UUIDField(source="api_key_id", read_only=True, allow_null=True, help_text="Null: user-wide.")
+    api_key = serializers.UUIDField(
+        source="api_key_id", read_only=True, allow_null=True, help_text="Null: project-wide."
+    )
     api_key_prefix = serializers.CharField(source="api_key.prefix", read_only=True, default=None, allow_null=True)
     currency = serializers.SerializerMethodField()
     spent = serializers.DecimalField(
@@ -141,7 +143,7 @@ class BudgetCreateSerializer(StrictInputSerializer):
     amount = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0), help_text="USD.")
     window = serializers.ChoiceField(choices=Budget.Window.choices)
     api_key = serializers.UUIDField(
-        required=False, allow_null=True, help_text="Id of one of your keys; omitted or null: user-wide."
+        required=False, allow_null=True, help_text="Id of one of the project's keys; omitted or null: project-wide."
     )
 
 

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import request_project
 from accounts.models import Scope
 from billing import selectors, services
 from billing.api.serializers import (
@@ -32,7 +33,7 @@ class CostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[CostLog]:
         if getattr(self, "swagger_fake_view", False):
             return CostLog.objects.none()
-        return selectors.cost_log_list(owner=self.request.user)  # type: ignore[arg-type]
+        return selectors.cost_log_list(project=request_project(self.request))
 
     @extend_schema(summary="List your cost entries, newest first")
     def list(self, request: Request) -> Response:
@@ -50,7 +51,7 @@ class CostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         query.is_valid(raise_exception=True)
         data = query.validated_data
         summary = selectors.cost_summary(
-            owner=request.user,  # type: ignore[arg-type]
+            project=request_project(request),
             start=data.get("from"),
             end=data.get("to"),
             group_by=data["group_by"],
@@ -69,7 +70,7 @@ class CostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             409: OpenApiResponse(ErrorSerializer, description="`budget_exists`: that scope has a budget already."),
         },
         examples=[
-            OpenApiExample("User-wide, per month", request_only=True, value={"amount": "25.00", "window": "month"}),
+            OpenApiExample("Project-wide, per month", request_only=True, value={"amount": "25.00", "window": "month"}),
             OpenApiExample(
                 "One key, per day",
                 request_only=True,
@@ -107,13 +108,13 @@ class BudgetViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[Budget]:
         if getattr(self, "swagger_fake_view", False):
             return Budget.objects.none()
-        return selectors.budget_list(owner=self.request.user, now=self.now)  # type: ignore[arg-type]
+        return selectors.budget_list(project=request_project(self.request), now=self.now)
 
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "now": self.now}
 
     def _get(self, pk: str) -> Budget:
-        return selectors.budget_get(owner=self.request.user, budget_id=pk, now=self.now)  # type: ignore[arg-type]
+        return selectors.budget_get(project=request_project(self.request), budget_id=pk, now=self.now)
 
     def _respond(self, budget: Budget, status_code: int = status.HTTP_200_OK) -> Response:
         # Read back with its usage annotations.
@@ -131,7 +132,7 @@ class BudgetViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         budget = services.budget_create(
-            owner=request.user,  # type: ignore[arg-type]
+            project=request_project(request),
             amount=data["amount"],
             window=data["window"],
             api_key_id=data.get("api_key"),

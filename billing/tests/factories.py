@@ -24,7 +24,8 @@ class CostLogFactory(factory.django.DjangoModelFactory):
         model = CostLog
 
     run = factory.SubFactory(RunFactory)
-    owner = factory.LazyAttribute(lambda log: log.run.owner)
+    project = factory.LazyAttribute(lambda log: log.run.project)
+    created_by = factory.LazyAttribute(lambda log: log.run.created_by)
     provider = factory.LazyAttribute(lambda log: log.run.provider)
     model = factory.LazyAttribute(lambda log: log.run.model)
     prompt_tokens = 4
@@ -35,12 +36,16 @@ class CostLogFactory(factory.django.DjangoModelFactory):
 
 
 class BudgetFactory(factory.django.DjangoModelFactory):
-    """A user-wide monthly budget; pass `api_key` for a key's budget."""
+    """A project-wide monthly budget (of `owner`'s personal project); pass `api_key` for a key's budget."""
 
     class Meta:
         model = Budget
 
-    owner = factory.SubFactory(UserFactory)
+    class Params:
+        # Who made it: the row goes to that user's personal project, with them as its creator.
+        owner = factory.SubFactory(UserFactory)
+
+    project = factory.LazyAttribute(lambda budget: budget.owner.personal_project)
     amount = Decimal("10")
     window = Budget.Window.MONTH
 
@@ -50,5 +55,7 @@ class BudgetReservationFactory(factory.django.DjangoModelFactory):
         model = BudgetReservation
 
     budget = factory.SubFactory(BudgetFactory)
-    run = factory.SubFactory(RunFactory, owner=factory.SelfAttribute("..budget.owner"), status="queued")
+    run = factory.SubFactory(
+        RunFactory, project=factory.SelfAttribute("..budget.project"), created_by=None, status="queued"
+    )
     amount = Decimal("0.5")

@@ -33,26 +33,31 @@ def service_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_add_creates_through_the_service(admin_client, alice, service_calls):
-    key = account_services.api_key_create(user=alice, name="ci")[0]
+    key = account_services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")[0]
 
-    user_wide = admin_client.post(f"{URL}add/", {"owner": str(alice.pk), "amount": "5", "window": "day"})
+    user_wide = admin_client.post(
+        f"{URL}add/", {"project": str(alice.personal_project.pk), "amount": "5", "window": "day"}
+    )
     per_key = admin_client.post(
-        f"{URL}add/", {"owner": str(alice.pk), "api_key": str(key.pk), "amount": "1.5", "window": "none"}
+        f"{URL}add/",
+        {"project": str(alice.personal_project.pk), "api_key": str(key.pk), "amount": "1.5", "window": "none"},
     )
 
     assert user_wide.status_code == per_key.status_code == 302
     assert service_calls == ["budget_create", "budget_create"]
-    budgets = {b.api_key_id: (b.amount, b.window) for b in Budget.objects.filter(owner=alice)}
+    budgets = {b.api_key_id: (b.amount, b.window) for b in Budget.objects.filter(project=alice.personal_project)}
     assert budgets == {None: (Decimal("5"), "day"), key.pk: (Decimal("1.5"), "none")}
 
 
 def test_a_second_user_wide_budget_is_refused_in_the_form(admin_client, alice, service_calls):
     BudgetFactory(owner=alice)
 
-    response = admin_client.post(f"{URL}add/", {"owner": str(alice.pk), "amount": "5", "window": "day"})
+    response = admin_client.post(
+        f"{URL}add/", {"project": str(alice.personal_project.pk), "amount": "5", "window": "day"}
+    )
 
     assert response.status_code == 200  # the form again, with the error
-    assert Budget.objects.filter(owner=alice).count() == 1
+    assert Budget.objects.filter(project=alice.personal_project).count() == 1
     assert service_calls == []
 
 
@@ -61,22 +66,27 @@ def test_change_updates_amount_and_window_through_the_service_and_keeps_the_scop
 ):
     budget = BudgetFactory(owner=alice, amount=Decimal("10"), window="month")
     held = BudgetReservationFactory(budget=budget, amount=Decimal("0.5"))
-    bobs_key = account_services.api_key_create(user=bob, name="bob's")[0]
+    bobs_key = account_services.api_key_create(project=bob.personal_project, created_by=bob, name="bob's")[0]
 
     response = admin_client.post(
         f"{URL}{budget.pk}/change/",
         # A tampered form tries to move the budget, and its held reservation, to bob.
-        {"owner": str(bob.pk), "api_key": str(bobs_key.pk), "amount": "2", "window": "day"},
+        {"project": str(bob.personal_project.pk), "api_key": str(bobs_key.pk), "amount": "2", "window": "day"},
     )
 
     assert response.status_code == 302, response.content.decode()
     assert service_calls == ["budget_update"]
     budget.refresh_from_db()
-    assert (budget.owner_id, budget.api_key_id, budget.amount, budget.window) == (alice.pk, None, Decimal("2"), "day")
+    assert (budget.project_id, budget.api_key_id, budget.amount, budget.window) == (
+        alice.personal_project.pk,
+        None,
+        Decimal("2"),
+        "day",
+    )
     assert BudgetReservation.objects.get(pk=held.pk).budget_id == budget.pk
     usage = selectors.budgets_with_usage(now=budget.updated_at).get(pk=budget.pk)
     assert usage.reserved == Decimal("0.5")  # still counted against alice's budget
-    assert not Budget.objects.filter(owner=bob).exists()
+    assert not Budget.objects.filter(project=bob.personal_project).exists()
 
 
 def test_change_page_shows_the_scope_read_only(admin_client, alice):

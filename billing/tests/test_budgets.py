@@ -34,7 +34,7 @@ def price(db):
 
 @pytest.fixture
 def key(alice):
-    return account_services.api_key_create(user=alice, name="ci")[0]
+    return account_services.api_key_create(project=alice.personal_project, created_by=alice, name="ci")[0]
 
 
 def _cost(owner, total, at, *, api_key=None, known=True):
@@ -61,7 +61,7 @@ def _queued_run(owner, api_key=None):
 
 def _reserve(owner, run, api_key=None, *, prompt_tokens=1000, max_tokens=100, model="m"):
     return services.budget_reserve(
-        owner=owner,
+        project=owner.personal_project,
         api_key=api_key,
         run_id=run.pk,
         provider="testllm",
@@ -139,7 +139,7 @@ def test_spend_counts_known_costs_of_the_current_window_and_resets_with_the_cloc
 
 
 def test_a_keys_budget_counts_that_keys_spend_only(alice, key):
-    other_key = account_services.api_key_create(user=alice, name="other")[0]
+    other_key = account_services.api_key_create(project=alice.personal_project, created_by=alice, name="other")[0]
     key_budget = BudgetFactory(owner=alice, api_key=key, window=Budget.Window.NONE)
     user_budget = BudgetFactory(owner=alice, window=Budget.Window.NONE)
     _cost(alice, Decimal("1"), NOW, api_key=key)
@@ -156,7 +156,10 @@ def test_a_keys_budget_counts_that_keys_spend_only(alice, key):
 def test_reserve_holds_the_maximum_cost_against_every_budget_that_applies(alice, key, price):
     user_budget = BudgetFactory(owner=alice, amount=Decimal("1"))
     key_budget = BudgetFactory(owner=alice, api_key=key, amount=Decimal("1"))
-    BudgetFactory(owner=alice, api_key=account_services.api_key_create(user=alice, name="x")[0])  # not this key's
+    BudgetFactory(
+        owner=alice,
+        api_key=account_services.api_key_create(project=alice.personal_project, created_by=alice, name="x")[0],
+    )  # not this key's
     run = _queued_run(alice, key)
 
     reservations = _reserve(alice, run, key)
@@ -191,7 +194,7 @@ def test_reserve_refuses_a_run_that_does_not_fit(alice, price):
 
 
 def test_the_user_budget_and_the_key_budget_are_both_enforced(alice, key, price):
-    other_key = account_services.api_key_create(user=alice, name="other")[0]
+    other_key = account_services.api_key_create(project=alice.personal_project, created_by=alice, name="other")[0]
     BudgetFactory(owner=alice, amount=Decimal("0.003"))
     key_budget = BudgetFactory(owner=alice, api_key=key, amount=Decimal("100"))
 
@@ -202,7 +205,7 @@ def test_the_user_budget_and_the_key_budget_are_both_enforced(alice, key, price)
             _reserve(alice, _queued_run(alice, api_key), api_key)
 
     # And the key's budget binds even when the user's has room.
-    Budget.objects.filter(owner=alice, api_key__isnull=True).update(amount=Decimal("100"))
+    Budget.objects.filter(project=alice.personal_project, api_key__isnull=True).update(amount=Decimal("100"))
     Budget.objects.filter(pk=key_budget.pk).update(amount=Decimal("0.003"))
     with pytest.raises(services.BudgetRefused) as refused:
         _reserve(alice, _queued_run(alice, key), key)
@@ -230,7 +233,7 @@ def test_settle_replaces_the_hold_with_the_real_cost(alice, price):
 
     services.cost_record(
         run_id=run.pk,
-        owner=alice,
+        project=alice.personal_project,
         api_key=None,
         provider="testllm",
         model="m",
@@ -336,7 +339,7 @@ def test_invalid_bodies_are_400(alice_client):
 
 def test_budgets_are_owner_scoped(alice_client, bob_client, alice, bob):
     alices = BudgetFactory(owner=alice)
-    bobs_key = account_services.api_key_create(user=bob, name="bob's")[0]
+    bobs_key = account_services.api_key_create(project=bob.personal_project, created_by=bob, name="bob's")[0]
 
     assert bob_client.get("/api/v1/budgets").json()["count"] == 0
     assert_error(bob_client.get(f"/api/v1/budgets/{alices.pk}"), 404, "not_found")
@@ -354,7 +357,9 @@ def test_budgets_are_owner_scoped(alice_client, bob_client, alice, bob):
 def test_reading_needs_billing_read_and_writing_keys_manage(alice):
     from rest_framework.test import APIClient
 
-    _, plaintext = account_services.api_key_create(user=alice, name="reader", scopes=["billing:read"])
+    _, plaintext = account_services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="reader", scopes=["billing:read"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     budget = BudgetFactory(owner=alice)
@@ -391,13 +396,13 @@ def test_admin_lists_budgets_with_their_usage(admin_client, alice, price):
 
 
 def test_admin_refuses_a_key_of_another_user(admin_client, alice, bob):
-    bobs_key = account_services.api_key_create(user=bob, name="bob's")[0]
+    bobs_key = account_services.api_key_create(project=bob.personal_project, created_by=bob, name="bob's")[0]
     response = admin_client.post(
         "/admin/billing/budget/add/",
-        {"owner": str(alice.pk), "api_key": str(bobs_key.pk), "amount": "1", "window": "day"},
+        {"project": str(alice.personal_project.pk), "api_key": str(bobs_key.pk), "amount": "1", "window": "day"},
     )
     assert response.status_code == 200  # the form again, with the error
-    assert "belongs to another user" in response.content.decode()
+    assert "belongs to another project" in response.content.decode()
     assert not Budget.objects.exists()
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from billing import services
 from billing.models import CostLog, ModelPrice
+from prompts.models import Prompt
 from prompts.tests.factories import prompt_with_version
 from runs.models import Run
 
@@ -13,10 +14,10 @@ pytestmark = pytest.mark.django_db
 
 
 def _succeeded_run(owner, prompt_name="greet", model="m1", prompt_tokens=1000, completion_tokens=500):
-    prompt = owner.prompts.filter(name=prompt_name).first()
+    prompt = Prompt.objects.filter(project=owner.personal_project, name=prompt_name).first()
     version = prompt.versions.get(number=1) if prompt else prompt_with_version(owner, name=prompt_name)[1]
     run = Run.objects.create(
-        owner=owner,
+        project=owner.personal_project,
         prompt_version=version,
         rendered_input=[],
         provider="p",
@@ -27,7 +28,7 @@ def _succeeded_run(owner, prompt_name="greet", model="m1", prompt_tokens=1000, c
     )
     services.cost_record(
         run_id=run.pk,
-        owner=owner,
+        project=owner.personal_project,
         api_key=None,
         provider="p",
         model=model,
@@ -53,7 +54,7 @@ def test_cost_record_is_unique_per_run(alice, prices):
         with transaction.atomic():
             services.cost_record(
                 run_id=run.pk,
-                owner=alice,
+                project=alice.personal_project,
                 api_key=None,
                 provider="p",
                 model="m1",

@@ -495,7 +495,7 @@ def _prompt_body(name: str, size: int) -> bytes:
 @pytest.mark.slow
 def test_through_gunicorn_hostile_bodies_get_4xx(server):
     owner = UserFactory(username="mallory")
-    _, key = account_services.api_key_create(user=owner, name="abuse")
+    _, key = account_services.api_key_create(project=owner.personal_project, created_by=owner, name="abuse")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     def post(body, *, chunked=False):
@@ -526,7 +526,7 @@ def test_through_gunicorn_concurrent_writes_never_fail(server):
     """On the embedded SQLite default a transaction that reads, then writes, failed at once with
     "database is locked" (500) while another thread wrote; writers now wait for the lock."""
     owner = UserFactory(username="mallory")
-    _, key = account_services.api_key_create(user=owner, name="abuse")
+    _, key = account_services.api_key_create(project=owner.personal_project, created_by=owner, name="abuse")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     statuses: list[int] = []
 

@@ -38,11 +38,16 @@ def _task() -> Any:
     return Task.tasks.create_or_update_from_message(message, status=Task.STATUS_DONE, actor_name="smoke")
 
 
+def _api_key() -> models.Model:
+    user = UserFactory.create()
+    return account_services.api_key_create(project=user.personal_project, created_by=user, name="smoke")[0]
+
+
 BUILDERS: dict[str, Callable[[], models.Model]] = {
     "django_dramatiq.task": _task,
     "auth.group": lambda: Group.objects.create(name="editors"),
     "accounts.user": lambda: UserFactory.create(),
-    "accounts.apikey": lambda: account_services.api_key_create(user=UserFactory.create(), name="smoke")[0],
+    "accounts.apikey": lambda: _api_key(),
     "prompts.prompt": lambda: _prompt_version().prompt,
     "prompts.promptversion": _prompt_version,
     "prompts.promptlabel": lambda: _label(with_move=False),

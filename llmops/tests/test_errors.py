@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from llmops.tests.helpers import assert_error
 from prompts import selectors
+from prompts.models import Prompt
 
 PROMPTS = "/api/v1/prompts"
 
@@ -60,7 +61,7 @@ def test_oversized_body_is_413(alice_client, alice, settings, path):
     response = alice_client.post(path, data=body, content_type="application/json")
 
     assert_error(response, 413, "payload_too_large")
-    assert not alice.prompts.exists()
+    assert not Prompt.objects.filter(project=alice.personal_project).exists()
     assert alice.api_keys.count() == 1
 
 

@@ -9,6 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import request_project, request_role
 from accounts.models import Scope
 from llmops.schema import ErrorSerializer
 from prompts import selectors, services
@@ -143,10 +144,10 @@ class PromptViewSet(viewsets.GenericViewSet):
         include_archived = _BOOLEANS.get(self.request.query_params.get("include_archived", "false").lower())
         if include_archived is None:
             raise ValidationError({"include_archived": ["Must be true or false."]})
-        return selectors.prompt_list(owner=self.request.user, include_archived=include_archived)  # type: ignore[arg-type]
+        return selectors.prompt_list(project=request_project(self.request), include_archived=include_archived)
 
     def get_object(self) -> Prompt:
-        return selectors.prompt_get(owner=self.request.user, ref=self.kwargs["ref"])  # type: ignore[arg-type]
+        return selectors.prompt_get(project=request_project(self.request), ref=self.kwargs["ref"])
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -155,8 +156,12 @@ class PromptViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         serializer = PromptCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        prompt, version = services.prompt_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
-        prompt = selectors.prompt_get(owner=request.user, ref=str(prompt.pk))  # type: ignore[arg-type]
+        prompt, version = services.prompt_create(
+            project=request_project(request),
+            created_by=request.user,  # type: ignore[arg-type]
+            **serializer.validated_data,
+        )
+        prompt = selectors.prompt_get(project=request_project(request), ref=str(prompt.pk))
         prompt.version = version  # type: ignore[attr-defined]
         return Response(PromptCreatedSerializer(prompt).data, status=status.HTTP_201_CREATED)
 
@@ -238,6 +243,7 @@ class PromptViewSet(viewsets.GenericViewSet):
             label=label,
             version_number=serializer.validated_data["version"],
             moved_by=request.user,  # type: ignore[arg-type]
+            role=request_role(request),
         )
         return Response(LabelSerializer(moved).data)
 
@@ -270,7 +276,7 @@ class PromptVersionViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9]+"
 
     def _prompt(self) -> Prompt:
-        return selectors.prompt_get(owner=self.request.user, ref=self.kwargs["ref"])  # type: ignore[arg-type]
+        return selectors.prompt_get(project=request_project(self.request), ref=self.kwargs["ref"])
 
     def get_queryset(self) -> QuerySet[PromptVersion]:
         return selectors.version_list(prompt=self._prompt())

@@ -25,7 +25,10 @@ def _version_form(prompt, **overrides):
 def test_prompt_change_page_shows_versions_inline(admin_client, alice):
     prompt, _ = prompt_with_version(alice, template="First {{ name }} template.")
     services.prompt_version_create(
-        prompt=prompt, created_by=alice, model="local/smollm2", template="Second {{ name }} template.",
+        prompt=prompt,
+        created_by=alice,
+        model="local/smollm2",
+        template="Second {{ name }} template.",
         variables={"name": {}},
     )
 
@@ -47,7 +50,7 @@ def test_saving_a_prompt_in_the_admin_leaves_its_versions_alone(admin_client, al
     response = admin_client.post(
         f"/admin/prompts/prompt/{prompt.pk}/change/",
         {
-            "owner": str(alice.pk),
+            "project": str(alice.personal_project.pk),
             "name": prompt.name,
             "description": "Edited in the admin.",
             "archived_at_0": "",

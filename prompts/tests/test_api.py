@@ -64,7 +64,7 @@ def test_create_text_prompt_with_version_1(alice_client, alice):
         "tone": {"type": "string", "required": False, "default": "warm"},
     }
     prompt = Prompt.objects.get(pk=body["id"])
-    assert prompt.owner == alice
+    assert prompt.created_by == alice
     version = PromptVersion.objects.get(prompt=prompt)
     assert (version.number, version.kind, version.template) == (1, "text", TEXT_PROMPT["template"])
     assert version.params == {"temperature": 0.2, "max_tokens": 64}
@@ -96,8 +96,8 @@ def test_create_with_a_taken_name_is_409(alice_client, alice):
     response = alice_client.post(PROMPTS, {**TEXT_PROMPT, "description": "again"}, format="json")
 
     assert_error(response, 409, "name_taken", fields={"name"})
-    assert Prompt.objects.filter(owner=alice, name="greet").count() == 1
-    assert PromptVersion.objects.filter(prompt__owner=alice).count() == 1
+    assert Prompt.objects.filter(project=alice.personal_project, name="greet").count() == 1
+    assert PromptVersion.objects.filter(prompt__project=alice.personal_project).count() == 1
 
 
 def test_bob_may_reuse_alices_name(alice_client, bob_client, bob):
@@ -106,7 +106,7 @@ def test_bob_may_reuse_alices_name(alice_client, bob_client, bob):
     response = bob_client.post(PROMPTS, TEXT_PROMPT, format="json")
 
     assert response.status_code == 201
-    assert Prompt.objects.get(pk=response.json()["id"]).owner == bob
+    assert Prompt.objects.get(pk=response.json()["id"]).created_by == bob
     assert Prompt.objects.filter(name="greet").count() == 2
 
 
@@ -131,7 +131,7 @@ def test_create_rejects_invalid_input_naming_the_field(alice_client, alice, chan
     response = alice_client.post(PROMPTS, payload, format="json")
 
     assert_error(response, 400, fields=fields)
-    assert not Prompt.objects.filter(owner=alice).exists()
+    assert not Prompt.objects.filter(project=alice.personal_project).exists()
     assert not PromptVersion.objects.exists()
 
 

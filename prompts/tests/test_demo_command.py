@@ -39,13 +39,13 @@ def test_creates_staff_superuser_key_prompt_and_label():
     assert user.check_password(PASSWORD)
 
     key = printed_key(output)
-    api_key = APIKey.objects.get(user=user)
+    api_key = APIKey.objects.get(created_by=user)
     assert api_key.prefix == key["prefix"]
     # Only the hash of the secret is stored, never the plaintext.
     assert api_key.secret_hash == hashlib.sha256(key["secret"].encode()).hexdigest()
     assert key["secret"] not in api_key.secret_hash
 
-    prompt = Prompt.objects.get(owner=user, name="greet")
+    prompt = Prompt.objects.get(project=user.personal_project, name="greet")
     version = PromptVersion.objects.get(prompt=prompt)
     assert (prompt.latest_version_number, version.number) == (1, 1)
     assert version.kind == PromptVersion.Kind.CHAT
@@ -96,8 +96,8 @@ def _status(key: str) -> int:
 def test_rerun_keeps_user_prompt_and_key_and_gives_the_key_a_new_secret():
     first = printed_key(run_demo("--password", PASSWORD))
     user = User.objects.get(username="demo")
-    prompt = Prompt.objects.get(owner=user, name="greet")
-    demo_key = APIKey.objects.get(user=user)
+    prompt = Prompt.objects.get(project=user.personal_project, name="greet")
+    demo_key = APIKey.objects.get(created_by=user)
 
     output = run_demo("--password", PASSWORD)
     second = printed_key(output)
@@ -110,7 +110,7 @@ def test_rerun_keeps_user_prompt_and_key_and_gives_the_key_a_new_secret():
     assert PromptLabel.objects.filter(prompt=prompt).count() == 1
     assert LabelMove.objects.filter(prompt=prompt).count() == 1
     # One key, rotated: same row and prefix (so its scopes, limits and budgets stay), a new secret.
-    assert list(APIKey.objects.filter(user=user).values_list("pk", flat=True)) == [demo_key.pk]
+    assert list(APIKey.objects.filter(created_by=user).values_list("pk", flat=True)) == [demo_key.pk]
     assert second["prefix"] == first["prefix"] == demo_key.prefix
     assert second["secret"] != first["secret"]
     assert "the one printed before no longer works" in output
@@ -123,16 +123,20 @@ def test_rerun_revokes_the_demo_keys_left_by_earlier_versions():
     """Earlier versions of the command created a key on every run and left them all active."""
     run_demo("--password", PASSWORD)
     user = User.objects.get(username="demo")
-    leftovers = [account_services.api_key_create(user=user, name="demo") for _ in range(2)]
-    mine, mine_plaintext = account_services.api_key_create(user=user, name="my own key")
+    leftovers = [
+        account_services.api_key_create(project=user.personal_project, created_by=user, name="demo") for _ in range(2)
+    ]
+    mine, mine_plaintext = account_services.api_key_create(
+        project=user.personal_project, created_by=user, name="my own key"
+    )
 
     output = run_demo("--password", PASSWORD)
     printed = printed_key(output)
 
-    active_demo = APIKey.objects.filter(user=user, name="demo", is_active=True)
+    active_demo = APIKey.objects.filter(created_by=user, name="demo", is_active=True)
     assert list(active_demo.values_list("prefix", flat=True)) == [printed["prefix"]]
     assert printed["prefix"] == leftovers[-1][0].prefix  # the newest is the one kept, with a new secret
-    assert APIKey.objects.filter(user=user, name="demo", is_active=False).count() == 2
+    assert APIKey.objects.filter(created_by=user, name="demo", is_active=False).count() == 2
     assert "2 older demo key(s) revoked" in output
     assert [_status(plaintext) for _, plaintext in leftovers] == [401, 401]
     assert _status(printed["key"]) == 200
@@ -157,7 +161,7 @@ def test_rerun_after_the_demo_key_was_revoked_creates_one():
 def test_rerun_leaves_a_moved_label_alone():
     run_demo("--password", PASSWORD)
     user = User.objects.get(username="demo")
-    prompt = Prompt.objects.get(owner=user, name="greet")
+    prompt = Prompt.objects.get(project=user.personal_project, name="greet")
     services.prompt_version_create(
         prompt=prompt, created_by=user, template="Hi {{ name }}", variables={"name": {}}, model="local/smollm2"
     )

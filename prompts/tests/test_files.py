@@ -47,7 +47,7 @@ def state(user) -> dict:
             ],
             "labels": {label.name: label.version.number for label in prompt.labels.all()},
         }
-        for prompt in Prompt.objects.filter(owner=user).order_by("name")
+        for prompt in Prompt.objects.filter(project=user.personal_project).order_by("name")
     }
 
 
@@ -196,7 +196,7 @@ def test_round_trip_into_another_user(alice, bob, alice_prompts, tmp_path):
     assert len(bob_state["summarize"]["versions"]) == 3
     assert "2 files read, 0 failed: 2 prompts created, 5 versions added, 2 labels moved" in output
     assert "summarize.yaml: summarize: label moved (production: new -> v2)" in output
-    bob_prompt = Prompt.objects.get(owner=bob, name="summarize")
+    bob_prompt = Prompt.objects.get(project=bob.personal_project, name="summarize")
     assert set(bob_prompt.versions.values_list("created_by__username", flat=True)) == {"bob"}
 
 
@@ -236,7 +236,11 @@ def test_changed_template_creates_exactly_one_version(alice, alice_prompts, tmp_
 
     output, _ = import_(alice, tmp_path)
 
-    versions = list(PromptVersion.objects.filter(prompt__owner=alice, prompt__name="summarize").order_by("number"))
+    versions = list(
+        PromptVersion.objects.filter(prompt__project=alice.personal_project, prompt__name="summarize").order_by(
+            "number"
+        )
+    )
     assert [v.number for v in versions] == [1, 2, 3, 4]
     assert versions[3].template == "TL;DR of {{ text }} for {{ audience }} in {{ words }} words."
     assert versions[3].commit_message == "tldr"
@@ -297,7 +301,7 @@ def test_description_change_is_imported(alice, alice_prompts, tmp_path):
 
     output, _ = import_(alice, tmp_path)
 
-    assert Prompt.objects.get(owner=alice, name="chat").description == "Greets people."
+    assert Prompt.objects.get(project=alice.personal_project, name="chat").description == "Greets people."
     assert "chat.yaml: chat: description changed" in output
     assert "1 description changed" in output
 
@@ -351,7 +355,7 @@ def test_invalid_file_is_reported_by_name_and_nothing_from_it_is_written(bob, tm
 
     out, err, message = import_failing(bob, tmp_path)
 
-    assert list(Prompt.objects.filter(owner=bob).values_list("name", flat=True)) == ["good"]
+    assert list(Prompt.objects.filter(project=bob.personal_project).values_list("name", flat=True)) == ["good"]
     assert PromptVersion.objects.filter(prompt__name="broken").count() == 0
     assert "broken.yaml: The template is invalid." in err
     assert "broken.yaml: versions.1.template: Template syntax error on line 1" in err
@@ -531,7 +535,7 @@ def test_import_never_unarchives(alice, archived, tmp_path):
 def test_import_for_bob_never_touches_alices_prompts(alice, bob, alice_prompts, tmp_path):
     export(alice, tmp_path)
     alice_before = state(alice)
-    alice_moves = LabelMove.objects.filter(prompt__owner=alice).count()
+    alice_moves = LabelMove.objects.filter(prompt__project=alice.personal_project).count()
     # Bob has a prompt of the same name: the import changes his, not alice's.
     prompt_with_version(bob, name="chat", template="Bob's {{ name }}")
     document = read(tmp_path / "chat.yaml")
@@ -543,7 +547,7 @@ def test_import_for_bob_never_touches_alices_prompts(alice, bob, alice_prompts, 
     import_(bob, tmp_path, "--dry-run")
 
     assert state(alice) == alice_before
-    assert LabelMove.objects.filter(prompt__owner=alice).count() == alice_moves
+    assert LabelMove.objects.filter(prompt__project=alice.personal_project).count() == alice_moves
     assert state(bob)["chat"]["description"] == "bob's"
     assert len(state(bob)["chat"]["versions"]) == 3
     assert state(bob)["chat"]["labels"] == {"production": 3}

@@ -82,7 +82,7 @@ def test_prompt_create_refuses_a_taken_name(alice):
         prompt_with_version(alice, name="greet")
 
     assert caught.value.code == "name_taken"
-    assert Prompt.objects.filter(owner=alice, name="greet").count() == 1
+    assert Prompt.objects.filter(project=alice.personal_project, name="greet").count() == 1
 
 
 def test_archived_prompt_takes_no_new_versions(alice):
@@ -182,7 +182,7 @@ def test_based_on_a_missing_version_writes_nothing(alice):
 
 def test_a_first_version_without_a_model_is_refused(alice):
     with pytest.raises(ValidationFailed) as caught:
-        services.prompt_create(owner=alice, name="nomodel", template="Hi")
+        services.prompt_create(project=alice.personal_project, created_by=alice, name="nomodel", template="Hi")
 
     assert set(caught.value.fields) == {"model"}
     assert not Prompt.objects.filter(name="nomodel").exists()
@@ -294,5 +294,5 @@ def test_concurrent_creation_of_one_name_makes_one_prompt():
 
     assert sum(error is None for error in errors) == 1
     assert all(isinstance(error, Conflict) for error in errors if error is not None), errors
-    assert Prompt.objects.filter(owner=owner, name="same").count() == 1
-    assert PromptVersion.objects.filter(prompt__owner=owner).count() == 1
+    assert Prompt.objects.filter(project=owner.personal_project, name="same").count() == 1
+    assert PromptVersion.objects.filter(prompt__project=owner.personal_project).count() == 1

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from accounts.access import request_project
 from accounts.models import APIKey, Scope
 from llmops.schema import ErrorSerializer
 from runs import batch_files, batch_selectors, batch_services
@@ -143,7 +144,7 @@ class BatchViewSet(viewsets.GenericViewSet):
         # A plain dict, not the QueryDict: DRF would read a blank `?status=` as absent instead of invalid.
         filters = BatchFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        return batch_selectors.batch_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
+        return batch_selectors.batch_list(project=request_project(self.request), **filters.validated_data)
 
     def handle_exception(self, exc: Exception) -> Response:
         # Errors are JSON whatever export format was asked for.
@@ -156,7 +157,7 @@ class BatchViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(BatchSerializer(page, many=True, context={"request": request}).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(project=request_project(request), batch_id=pk)
         return Response(BatchSerializer(batch, context={"request": request}).data)
 
     def create(self, request: Request) -> Response:
@@ -178,12 +179,13 @@ class BatchViewSet(viewsets.GenericViewSet):
             options = dict(inline.validated_data)
             rows = batch_files.rows_from_items(options.pop("items"))
         batch, skipped = batch_services.batch_create(
-            owner=request.user,  # type: ignore[arg-type]
+            project=request_project(request),
+            created_by=request.user,  # type: ignore[arg-type]
             api_key=request.auth if isinstance(request.auth, APIKey) else None,
             items=rows,
             **options,
         )
-        created = batch_selectors.batch_get(owner=request.user, batch_id=batch.pk)  # type: ignore[arg-type]
+        created = batch_selectors.batch_get(project=request_project(request), batch_id=batch.pk)
         created.skipped = skipped  # type: ignore[attr-defined]
         body = BatchCreatedSerializer(created, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["url"]})
@@ -195,9 +197,9 @@ class BatchViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
-        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(project=request_project(request), batch_id=pk)
         batch_services.batch_cancel(batch=batch)
-        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(project=request_project(request), batch_id=pk)
         return Response(BatchSerializer(batch, context={"request": request}).data)
 
     @extend_schema(
@@ -236,7 +238,7 @@ class BatchViewSet(viewsets.GenericViewSet):
     def results(self, request: Request, pk: str) -> StreamingHttpResponse:
         if request.query_params.get("format") == "":  # DRF reads a blank ?format= as none given
             raise exceptions.NotFound("Unknown format; give jsonl or csv.")
-        batch = batch_selectors.batch_get(owner=request.user, batch_id=pk)  # type: ignore[arg-type]
+        batch = batch_selectors.batch_get(project=request_project(request), batch_id=pk)
         if request.accepted_renderer.format == "csv":
             stream, content_type, extension = batch_files.results_csv(batch), "text/csv; charset=utf-8", "csv"
         else:

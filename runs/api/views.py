@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import request_project
 from accounts.models import APIKey, Scope
 from llmops.schema import NON_BLANK, ErrorSerializer
 from runs import selectors, services
@@ -26,7 +27,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
     {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": NON_BLANK},
     OpenApiParameter.HEADER,
-    description="Same key and body from the same owner returns the same run; a different body is 409.",
+    description="Same key and body from the same project returns the same run; a different body is 409.",
 )
 RUN_EXAMPLES = [
     OpenApiExample(
@@ -75,13 +76,14 @@ def _create_run(request: Request, data: dict[str, Any]) -> Response:
     query = RunCreateQuerySerializer(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
     run, _ = services.run_create(
-        owner=request.user,  # type: ignore[arg-type]
+        project=request_project(request),
+        created_by=request.user,  # type: ignore[arg-type]
         api_key=request.auth if isinstance(request.auth, APIKey) else None,
         idempotency_key=key,
         **data,
     )
     wait = min(query.validated_data.get("wait", 0), settings.RUN_WAIT_MAX_S)
-    run = selectors.run_wait(owner=request.user, run_id=run.pk, seconds=wait)  # type: ignore[arg-type]
+    run = selectors.run_wait(project=request_project(request), run_id=run.pk, seconds=wait)
     body = RunSerializer(run, context={"request": request}).data
     return Response(
         body,
@@ -121,14 +123,14 @@ class RunViewSet(viewsets.GenericViewSet):
         # A plain dict, not the QueryDict: DRF would read a blank `?status=` as absent instead of invalid.
         filters = RunFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        return selectors.run_list(owner=self.request.user, **filters.validated_data)  # type: ignore[arg-type]
+        return selectors.run_list(project=request_project(self.request), **filters.validated_data)
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(RunSerializer(page, many=True, context={"request": request}).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        run = selectors.run_get(owner=request.user, run_id=pk)  # type: ignore[arg-type]
+        run = selectors.run_get(project=request_project(request), run_id=pk)
         return Response(RunSerializer(run, context={"request": request}).data)
 
     def create(self, request: Request) -> Response:
@@ -143,7 +145,7 @@ class RunViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
-        run = selectors.run_get(owner=request.user, run_id=pk)  # type: ignore[arg-type]
+        run = selectors.run_get(project=request_project(request), run_id=pk)
         run = services.run_cancel(run=run)
         return Response(RunSerializer(run, context={"request": request}).data)
 

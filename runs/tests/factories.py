@@ -11,9 +11,14 @@ class RunFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Run
 
-    owner = factory.SubFactory(UserFactory)
+    class Params:
+        # Who made it: the row goes to that user's personal project, with them as its creator.
+        owner = factory.SubFactory(UserFactory)
+
+    project = factory.LazyAttribute(lambda run: run.owner.personal_project)
+    created_by = factory.LazyAttribute(lambda run: run.owner)
     prompt_version = factory.LazyAttribute(
-        lambda run: prompt_with_version(run.owner, name=f"p-{Run.objects.count()}")[1]
+        lambda run: prompt_with_version(run.project, name=f"p-{Run.objects.count()}")[1]
     )
     rendered_input = factory.LazyFunction(lambda: [{"role": "user", "content": "Say hello to Ada."}])
     provider = "testllm"
@@ -30,10 +35,16 @@ class BatchFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Batch
+        skip_postgeneration_save = True  # the items hook writes the items, not the batch
 
-    owner = factory.SubFactory(UserFactory)
+    class Params:
+        # Who made it: the row goes to that user's personal project, with them as its creator.
+        owner = factory.SubFactory(UserFactory)
+
+    project = factory.LazyAttribute(lambda batch: batch.owner.personal_project)
+    created_by = factory.LazyAttribute(lambda batch: batch.owner)
     prompt_version = factory.LazyAttribute(
-        lambda batch: prompt_with_version(batch.owner, name=f"b-{Batch.objects.count()}")[1]
+        lambda batch: prompt_with_version(batch.project, name=f"b-{Batch.objects.count()}")[1]
     )
     item_count = 2
 

@@ -58,7 +58,8 @@ def _items(*names, **extra):
 
 def _create(owner, version, items, **options):
     batch, skipped = batch_services.batch_create(
-        owner=owner,
+        project=owner.personal_project,
+        created_by=owner,
         api_key=None,
         prompt=str(version.prompt_id),
         items=batch_files.rows_from_items(items),
@@ -190,7 +191,12 @@ def test_a_label_is_resolved_once_at_creation(alice, version, db):
     prompt = version.prompt
     prompt_services.label_move(prompt=prompt, label="production", version_number=1, moved_by=alice)
     batch, _ = batch_services.batch_create(
-        owner=alice, api_key=None, prompt="greet", label="production", items=batch_files.rows_from_items(_items("Ada"))
+        project=alice.personal_project,
+        created_by=alice,
+        api_key=None,
+        prompt="greet",
+        label="production",
+        items=batch_files.rows_from_items(_items("Ada")),
     )
     v2 = prompt_services.prompt_version_create(
         prompt=prompt,
@@ -427,11 +433,15 @@ def test_the_keys_tokens_per_minute_limit_pauses_dispatch(
     alice, version, monkeypatch, django_capture_on_commit_callbacks
 ):
 
-    key, _ = account_services.api_key_create(user=alice, name="batch key")
+    key, _ = account_services.api_key_create(project=alice.personal_project, created_by=alice, name="batch key")
     key.tokens_per_minute = 10
     key.save()
     batch, _ = batch_services.batch_create(
-        owner=alice, api_key=key, prompt="greet", items=batch_files.rows_from_items(_items("A", "B"))
+        project=alice.personal_project,
+        created_by=alice,
+        api_key=key,
+        prompt="greet",
+        items=batch_files.rows_from_items(_items("A", "B")),
     )
     ratelimit.token_usage_record(api_key=key, tokens=10)  # this minute's tokens are used up
     sent = []
@@ -486,7 +496,9 @@ def test_batches_are_owner_scoped(alice_client, bob_client, alice, version):
 def test_scopes(alice, version):
     from rest_framework.test import APIClient
 
-    _, plaintext = account_services.api_key_create(user=alice, name="reader", scopes=["runs:read"])
+    _, plaintext = account_services.api_key_create(
+        project=alice.personal_project, created_by=alice, name="reader", scopes=["runs:read"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     batch, _ = _create(alice, version, _items("A"))
@@ -536,7 +548,7 @@ def test_a_batch_runs_every_item_then_completes_with_progress_tokens_and_cost(
         effective_from="2020-01-01",
     )
     endpoint = WebhookEndpoint.objects.create(
-        owner=alice, url="http://127.0.0.1:9/hook", events=["batch.completed"], secret="whsec_test"
+        project=alice.personal_project, url="http://127.0.0.1:9/hook", events=["batch.completed"], secret="whsec_test"
     )
 
     response = alice_client.post(

@@ -68,7 +68,8 @@ def _post_run(client, **body):
 
 def _create(owner, version, api_key=None, **fields):
     run, created = services.run_create(
-        owner=owner,
+        project=owner.personal_project,
+        created_by=owner,
         api_key=api_key,
         prompt=str(version.prompt_id),
         version=version.number,
@@ -85,7 +86,7 @@ def _usage(budget):
 
 
 def _client_key(alice):
-    return APIKey.objects.get(user=alice, name="test")  # the key alice_client authenticates with
+    return APIKey.objects.get(created_by=alice, name="test")  # the key alice_client authenticates with
 
 
 # Reservation at creation
@@ -153,7 +154,7 @@ def test_the_keys_budget_and_the_users_budget_both_refuse(alice_client, alice, v
     assert {r.budget_id for r in other.budget_reservations.all()} == {user_budget.pk}
     with pytest.raises(billing_services.BudgetRefused) as by_user:
         _create(alice, version, api_key=None)
-    assert "user-wide" in by_user.value.message
+    assert "project-wide" in by_user.value.message
     assert _usage(key_budget) == (0, Decimal("0.109"))
     assert _usage(user_budget) == (0, Decimal("0.218"))
     assert Run.objects.count() == 2
@@ -168,7 +169,7 @@ def test_an_unpriced_model_is_refused_when_a_budget_applies(alice_client, bob_cl
     refused = assert_error(_post_run(alice_client), 402, "price_unknown")
 
     assert "testllm/test-model" in refused["message"]
-    assert not Run.objects.filter(owner=alice).exists()
+    assert not Run.objects.filter(project=alice.personal_project).exists()
     # Without a budget the same run is admitted; its cost is recorded as unknown, never as 0.
     assert _post_run(bob_client).status_code == 202
     assert not BudgetReservation.objects.exists()
@@ -225,9 +226,7 @@ def test_a_canceled_run_releases_its_hold(alice, version, provider, price, opena
 
 
 @pytest.mark.django_db(transaction=True)
-def test_recovery_releases_the_hold_of_a_run_it_fails(
-    alice, version, provider, price, openai_server, worker, settings
-):
+def test_recovery_releases_the_hold_of_a_run_it_fails(alice, version, provider, price, openai_server, worker, settings):
     from datetime import timedelta
 
     budget = BudgetFactory(owner=alice, amount=Decimal("1"))
@@ -285,7 +284,7 @@ def test_a_key_over_its_tokens_per_minute_gets_429_with_retry_after(
 def test_the_default_limit_applies_unless_the_key_overrides_it(alice_client, bob_client, alice, bob, version, settings):
     settings.RATE_LIMIT_TOKENS_PER_MINUTE = 100
     prompt_with_version(bob, model="testllm/test-model")
-    alice_key, bob_key = _client_key(alice), APIKey.objects.get(user=bob, name="test")
+    alice_key, bob_key = _client_key(alice), APIKey.objects.get(created_by=bob, name="test")
     _not_near_the_end_of_a_minute(margin=5)
 
     ratelimit.token_usage_record(api_key=alice_key, tokens=60)
@@ -380,7 +379,11 @@ def test_spend_never_passes_a_hard_budget_whatever_the_text(alice, provider, pri
     while admitted < 100:
         try:
             run, _ = services.run_create(
-                owner=alice, api_key=None, prompt=str(version.prompt_id), variables={"text": text}
+                project=alice.personal_project,
+                created_by=alice,
+                api_key=None,
+                prompt=str(version.prompt_id),
+                variables={"text": text},
             )
         except billing_services.BudgetRefused:
             break
@@ -391,5 +394,5 @@ def test_spend_never_passes_a_hard_budget_whatever_the_text(alice, provider, pri
     assert admitted >= 3  # the budget admitted real work before it refused
     assert reserved == 0
     # Every run was charged at least what the provider reported, and the sum stayed within the budget.
-    assert spent == sum(c.total_cost for c in CostLog.objects.filter(owner=alice))
+    assert spent == sum(c.total_cost for c in CostLog.objects.filter(project=alice.personal_project))
     assert 0 < spent <= budget.amount, f"{kind}: spent {spent} of {budget.amount}"

@@ -42,12 +42,13 @@ def version(alice, provider):
 def _bare_run(owner, version, **fields):
     """A run row written directly, as if its message had been lost or its worker had died."""
     values = {"rendered_input": [{"role": "user", "content": "x"}], "provider": "testllm", "model": "test-model"}
-    return Run.objects.create(owner=owner, prompt_version=version, **{**values, **fields})
+    return Run.objects.create(project=owner.personal_project, prompt_version=version, **{**values, **fields})
 
 
 def _create(alice, version, **fields):
     run, created = services.run_create(
-        owner=alice,
+        project=alice.personal_project,
+        created_by=alice,
         api_key=None,
         prompt=str(version.prompt_id),
         version=version.number,
@@ -88,7 +89,7 @@ def test_success_records_everything_and_charges_once(alice, version, openai_serv
     cost = CostLog.objects.get(run=run)
     assert cost.cost_known is True
     assert cost.total_cost == (Decimal(5) * 3 + Decimal(2) * 15) / Decimal(1_000_000)
-    assert (cost.owner, cost.prompt_tokens, cost.completion_tokens) == (alice, 5, 2)
+    assert (cost.created_by, cost.prompt_tokens, cost.completion_tokens) == (alice, 5, 2)
 
 
 def test_redelivered_messages_call_the_provider_once_and_charge_once(alice, version, openai_server, worker):

@@ -38,7 +38,7 @@ def stack():
 def api_key(alice, provider_factory):
     provider_factory(name="testllm", timeout=30.0)
     prompt_with_version(alice, model="testllm/test-model")
-    return account_services.api_key_create(user=alice, name="faults")[1]
+    return account_services.api_key_create(project=alice.personal_project, created_by=alice, name="faults")[1]
 
 
 def _post_run(stack: Stack, api_key: str) -> tuple[int, dict, dict]:
@@ -127,9 +127,7 @@ def test_a_worker_stopped_with_too_short_a_grace_hands_its_runs_back(stack, api_
     stack.start_web()
     worker = stack.start_worker(threads=2, shutdown_timeout_ms=300)
     ids = _create_runs(stack, api_key, 2)
-    wait_until(
-        lambda: list(_statuses(ids).values()) == [Run.Status.RUNNING] * 2, timeout=30, what="both running"
-    )
+    wait_until(lambda: list(_statuses(ids).values()) == [Run.Status.RUNNING] * 2, timeout=30, what="both running")
 
     worker.terminate(timeout=60)
 

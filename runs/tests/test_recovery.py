@@ -32,7 +32,13 @@ def version(alice, provider_factory):
 
 
 def _create(alice, version):
-    run, _ = services.run_create(owner=alice, api_key=None, prompt=str(version.prompt_id), variables={"name": "Ada"})
+    run, _ = services.run_create(
+        project=alice.personal_project,
+        created_by=alice,
+        api_key=None,
+        prompt=str(version.prompt_id),
+        variables={"name": "Ada"},
+    )
     return run
 
 
@@ -47,7 +53,7 @@ def _lapsed_run(alice, version, *, attempts):
     """A run whose worker died mid-attempt a minute ago: running, lease lapsed."""
     old = timezone.now() - timedelta(minutes=1)
     return Run.objects.create(
-        owner=alice,
+        project=alice.personal_project,
         prompt_version=version,
         rendered_input=[{"role": "user", "content": "Say hello to Ada."}],
         provider="testllm",
@@ -147,7 +153,12 @@ def test_recovery_queues_again_a_run_whose_worker_died(alice, version, openai_se
 
 def test_recovery_fails_a_run_out_of_attempts_through_the_one_finish(alice, version, worker, settings):
     settings.WEBHOOKS_ALLOW_PRIVATE = True
-    webhook_endpoint_create(owner=alice, url="http://127.0.0.1:9/hook", events=[WebhookEvent.RUN_FAILED])
+    webhook_endpoint_create(
+        project=alice.personal_project,
+        created_by=alice,
+        url="http://127.0.0.1:9/hook",
+        events=[WebhookEvent.RUN_FAILED],
+    )
     budget = BudgetFactory(owner=alice, amount=Decimal("10"))
     dead = _lapsed_run(alice, version, attempts=settings.RUN_MAX_ATTEMPTS)
     BudgetReservation.objects.create(budget=budget, run=dead, amount=Decimal("0.5"))

@@ -106,8 +106,8 @@ def test_create_returns_202_with_the_run_and_its_url(alice_client, alice, greet)
     assert body["url"].endswith(f"/api/v1/runs/{body['id']}")
     assert response["Location"] == body["url"]
     run = Run.objects.get(pk=body["id"])
-    assert run.owner == alice
-    assert run.api_key is not None and run.api_key.user == alice
+    assert run.created_by == alice
+    assert run.api_key is not None and run.api_key.created_by == alice
     assert run.rendered_input == [{"role": "user", "content": "Say hello to Ada."}]
     assert (run.provider, run.model) == ("testllm", "test-model")
     assert run.params == {"max_tokens": 32}

@@ -1,6 +1,5 @@
 """Webhook endpoints API: register, list, change, delete, and read an endpoint's delivery log."""
 
-
 from typing import Any
 
 from django.db.models import QuerySet
@@ -10,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import request_project
 from accounts.models import Scope
 from webhooks import selectors, services
 from webhooks.api.serializers import (
@@ -64,7 +64,7 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[WebhookEndpoint]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return WebhookEndpoint.objects.none()
-        return selectors.webhook_endpoint_list(owner=self.request.user)  # type: ignore[arg-type]
+        return selectors.webhook_endpoint_list(project=request_project(self.request))
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -73,7 +73,11 @@ class WebhookEndpointViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         serializer = WebhookEndpointCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        endpoint, secret = services.webhook_endpoint_create(owner=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        endpoint, secret = services.webhook_endpoint_create(
+            project=request_project(request),
+            created_by=request.user,  # type: ignore[arg-type]
+            **serializer.validated_data,
+        )
         data = WebhookEndpointCreatedSerializer(endpoint, context={"secret": secret}).data
         response = Response(data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"  # the only copy of the secret must not sit in a cache

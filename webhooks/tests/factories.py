@@ -12,7 +12,12 @@ class WebhookEndpointFactory(factory.django.DjangoModelFactory[WebhookEndpoint])
     class Meta:
         model = WebhookEndpoint
 
-    owner = factory.SubFactory(UserFactory)
+    class Params:
+        # Who made it: the row goes to that user's personal project, with them as its creator.
+        owner = factory.SubFactory(UserFactory)
+
+    project = factory.LazyAttribute(lambda endpoint: endpoint.owner.personal_project)
+    created_by = factory.LazyAttribute(lambda endpoint: endpoint.owner)
     url = factory.Sequence(lambda n: f"https://hooks.example.com/{n}")
     events = factory.LazyFunction(lambda: ["run.succeeded"])
     secret = factory.LazyFunction(lambda: "whsec_" + secrets.token_urlsafe(32))

@@ -208,7 +208,9 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 def _endpoint(owner: Any, receiver: Receiver, events: list[str], **fields: Any) -> WebhookEndpoint:
-    endpoint, secret = webhook_services.webhook_endpoint_create(owner=owner, url=receiver.url, events=events, **fields)
+    endpoint, secret = webhook_services.webhook_endpoint_create(
+        project=owner.personal_project, created_by=owner, url=receiver.url, events=events, **fields
+    )
     receiver.secret = secret
     return endpoint
 
@@ -228,7 +230,9 @@ def wait_for_delivery(
 
 def _emit(owner: Any, event: str = "prompt.version_created", payload: dict[str, Any] | None = None) -> WebhookDelivery:
     with transaction.atomic():
-        [delivery] = webhook_services.webhook_emit(owner=owner, event=event, payload=payload or {"n": 1})
+        [delivery] = webhook_services.webhook_emit(
+            project=owner.personal_project, event=event, payload=payload or {"n": 1}
+        )
     return delivery
 
 
@@ -256,6 +260,7 @@ def test_a_new_prompt_version_is_delivered_signed_and_verifies(alice, receiver, 
     assert request.body == {
         "id": str(delivery.pk),
         "event": "prompt.version_created",
+        "project": {"id": str(alice.personal_project.pk), "slug": "alice"},
         "created_at": delivery.created_at.isoformat(),
         "data": {
             "prompt": {"id": str(prompt.pk), "name": "greet"},
@@ -323,7 +328,10 @@ def test_connection_errors_are_retried_and_recorded(alice, worker, settings):
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
     webhook_services.webhook_endpoint_create(
-        owner=alice, url=f"http://127.0.0.1:{closed_port}/hook", events=["prompt.version_created"]
+        project=alice.personal_project,
+        created_by=alice,
+        url=f"http://127.0.0.1:{closed_port}/hook",
+        events=["prompt.version_created"],
     )
 
     delivery = wait_for_delivery(_emit(alice).pk)
@@ -401,7 +409,12 @@ def run_version(alice, provider_server):
 
 def _run(alice, version) -> Run:
     run, _ = run_services.run_create(
-        owner=alice, api_key=None, prompt=str(version.prompt_id), version=version.number, variables={"name": "Ada"}
+        project=alice.personal_project,
+        created_by=alice,
+        api_key=None,
+        prompt=str(version.prompt_id),
+        version=version.number,
+        variables={"name": "Ada"},
     )
     return run
 
@@ -470,7 +483,7 @@ def test_a_run_failure_is_delivered_with_its_error(alice, receiver, worker, run_
 
 def _finished_run(owner, version, **fields) -> Run:
     values = {"rendered_input": [{"role": "user", "content": "x"}], "provider": "testllm", "model": "m"}
-    return Run.objects.create(owner=owner, prompt_version=version, **{**values, **fields})
+    return Run.objects.create(project=owner.personal_project, prompt_version=version, **{**values, **fields})
 
 
 def test_run_events_truncate_long_output_and_are_emitted_once_per_run(
@@ -503,22 +516,24 @@ def test_only_active_subscribed_endpoints_of_the_owner_get_a_delivery(alice, bob
     _endpoint(alice, receiver, ["prompt.label_moved"])
     _endpoint(bob, receiver, ["prompt.version_created"])
 
-    deliveries = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={"a": 1})
+    deliveries = webhook_services.webhook_emit(
+        project=alice.personal_project, event="prompt.version_created", payload={"a": 1}
+    )
 
     assert [d.endpoint_id for d in deliveries] == [subscribed.pk]
     assert WebhookDelivery.objects.count() == 1
     with pytest.raises(ValueError):
-        webhook_services.webhook_emit(owner=alice, event="prompt.deleted", payload={})
+        webhook_services.webhook_emit(project=alice.personal_project, event="prompt.deleted", payload={})
 
 
 def test_a_dedupe_key_makes_a_second_emit_a_no_op(alice, receiver):
     _endpoint(alice, receiver, ["batch.completed"])
 
     first = webhook_services.webhook_emit(
-        owner=alice, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1"
+        project=alice.personal_project, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1"
     )
     second = webhook_services.webhook_emit(
-        owner=alice, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1"
+        project=alice.personal_project, event="batch.completed", payload={"batch_id": "b1"}, dedupe_key="b1"
     )
 
     assert len(first) == 1
@@ -537,9 +552,10 @@ def test_label_moved_is_emitted_only_when_the_label_really_moves(alice, receiver
         prompt_services.label_move(prompt=prompt, label="production", version_number=2, moved_by=alice)
 
     payloads = sorted((d.payload for d in WebhookDelivery.objects.filter(endpoint=endpoint)), key=lambda p: p["to"])
+    by = {"id": str(alice.pk), "username": "alice"}  # who moved it
     assert payloads == [
-        {"prompt": {"id": str(prompt.pk), "name": "faq"}, "label": "production", "from": None, "to": 1},
-        {"prompt": {"id": str(prompt.pk), "name": "faq"}, "label": "production", "from": 1, "to": 2},
+        {"prompt": {"id": str(prompt.pk), "name": "faq"}, "label": "production", "from": None, "to": 1, "moved_by": by},
+        {"prompt": {"id": str(prompt.pk), "name": "faq"}, "label": "production", "from": 1, "to": 2, "moved_by": by},
     ]
     assert len(callbacks) == 2  # each delivery is enqueued after its commit
 
@@ -623,11 +639,16 @@ def test_delivery_is_refused_when_the_name_now_resolves_to_a_private_address(
     settings.WEBHOOKS_ALLOW_PRIVATE = False
     fake_dns["rebind.example.test"] = [PUBLIC_IP]
     _, secret = webhook_services.webhook_endpoint_create(
-        owner=alice, url=f"http://rebind.example.test:{receiver.port}/hooks/llmops", events=["prompt.version_created"]
+        project=alice.personal_project,
+        created_by=alice,
+        url=f"http://rebind.example.test:{receiver.port}/hooks/llmops",
+        events=["prompt.version_created"],
     )
     receiver.secret = secret
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={}
+        )
     fake_dns["rebind.example.test"] = ["127.0.0.1"]  # DNS rebinding: now the receiver on loopback
 
     webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
@@ -649,7 +670,9 @@ def test_delivery_to_a_private_address_is_refused_once_private_addresses_are_dis
 ):
     _endpoint(alice, receiver, ["prompt.version_created"])  # registered while allowed
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={}
+        )
     settings.WEBHOOKS_ALLOW_PRIVATE = False
 
     webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
@@ -663,7 +686,9 @@ def test_delivery_to_a_private_address_is_refused_once_private_addresses_are_dis
 def test_delivery_to_a_disabled_endpoint_is_not_sent(alice, receiver, django_capture_on_commit_callbacks):
     endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={}
+        )
     webhook_services.webhook_endpoint_update(endpoint=endpoint, is_active=False)
 
     webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
@@ -745,7 +770,7 @@ def test_owners_see_and_change_only_their_own_endpoints(alice, bob, alice_client
         "/api/v1/webhooks", {"url": receiver.url, "events": ["run.failed"], "owner": str(alice.pk)}, format="json"
     )
     assert bobs.status_code == 201
-    assert WebhookEndpoint.objects.get(pk=bobs.json()["id"]).owner == bob
+    assert WebhookEndpoint.objects.get(pk=bobs.json()["id"]).created_by == bob
     assert alice_client.get("/api/v1/webhooks").json()["count"] == 1
 
 
@@ -753,7 +778,9 @@ def test_update_delete_and_the_delivery_log(alice, alice_client, receiver, djang
     body = _register(alice_client, receiver)
     url = f"/api/v1/webhooks/{body['id']}"
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={"k": "v"})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={"k": "v"}
+        )
     WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=2, last_response_code=502, last_error="HTTP 502")
 
     patched = alice_client.patch(url, {"events": ["run.failed"], "is_active": False}, format="json")
@@ -804,7 +831,9 @@ ADD_URL = "/admin/webhooks/webhookendpoint/add/"
 
 
 def _admin_add(admin_client, owner, url, events=("run.succeeded",)):
-    return admin_client.post(ADD_URL, {"owner": str(owner.pk), "url": url, "events": list(events), "description": ""})
+    return admin_client.post(
+        ADD_URL, {"project": str(owner.personal_project.pk), "url": url, "events": list(events), "description": ""}
+    )
 
 
 def test_admin_add_shows_the_secret_once_and_never_again(admin_client, alice, receiver):
@@ -816,7 +845,7 @@ def test_admin_add_shows_the_secret_once_and_never_again(admin_client, alice, re
     match = SECRET_ON_PAGE.search(page)
     assert match is not None, page
     secret = match.group(1)
-    endpoint = WebhookEndpoint.objects.get(owner=alice)
+    endpoint = WebhookEndpoint.objects.get(project=alice.personal_project)
     assert webhook_secrets.secret_decrypt(endpoint.secret) == secret
     assert endpoint.events == ["run.succeeded"]
     assert page.count(secret) == 1
@@ -841,7 +870,9 @@ def test_admin_refuses_a_private_url(admin_client, alice, settings):
 
 
 def test_admin_change_keeps_the_secret_and_rechecks_the_url(admin_client, alice, receiver):
-    endpoint, secret = webhook_services.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
+    endpoint, secret = webhook_services.webhook_endpoint_create(
+        project=alice.personal_project, created_by=alice, url=receiver.url, events=["run.failed"]
+    )
 
     response = admin_client.post(
         f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/",
@@ -861,7 +892,7 @@ def test_admin_delivery_log_is_read_only_with_filters(
 ):
     _endpoint(alice, receiver, ["run.failed"])
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="run.failed", payload={})
+        [delivery] = webhook_services.webhook_emit(project=alice.personal_project, event="run.failed", payload={})
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed", attempts=5, last_response_code=503)
 
     changelist = admin_client.get("/admin/webhooks/webhookdelivery/?status__exact=failed&event__exact=run.failed")
@@ -889,7 +920,9 @@ def _stored_secrets() -> list[str]:
 
 def test_the_database_row_holds_the_secret_only_encrypted(alice, alice_client, admin_client, receiver):
     api_secret = _register(alice_client, receiver)["secret"]
-    service_secret = webhook_services.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])[1]
+    service_secret = webhook_services.webhook_endpoint_create(
+        project=alice.personal_project, created_by=alice, url=receiver.url, events=["run.failed"]
+    )[1]
     admin_page = _admin_add(admin_client, alice, receiver.url).content.decode()
     admin_secret = SECRET_ON_PAGE.search(admin_page).group(1)  # type: ignore[union-attr]
 
@@ -913,7 +946,9 @@ def test_the_secret_shown_at_creation_verifies_a_delivery_signed_from_the_encryp
 ):
     receiver.secret = _register(alice_client, receiver)["secret"]
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={"n": 1})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={"n": 1}
+        )
 
     webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
 
@@ -928,7 +963,9 @@ def test_rotation_new_key_first_reencrypt_then_drop_the_old_key(
     settings.FIELD_ENCRYPTION_KEYS = [old_key]
     endpoint = _endpoint(alice, receiver, ["prompt.version_created"])
     # A row written before encryption existed (or by an old process during a rolling deploy).
-    legacy = WebhookEndpoint.objects.create(owner=alice, url=receiver.url, events=["run.failed"], secret="whsec_legacy")
+    legacy = WebhookEndpoint.objects.create(
+        project=alice.personal_project, url=receiver.url, events=["run.failed"], secret="whsec_legacy"
+    )
 
     settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
     out = StringIO()
@@ -942,7 +979,9 @@ def test_rotation_new_key_first_reencrypt_then_drop_the_old_key(
     assert webhook_secrets.secret_decrypt(legacy.secret) == "whsec_legacy"
     assert "whsec_legacy" not in _stored_secrets()
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={}
+        )
     webhook_services.webhook_deliver(delivery_id=str(delivery.pk))
     assert [r.verified for r in receiver.received] == [True]
 
@@ -967,7 +1006,9 @@ def test_an_undecryptable_secret_is_a_recorded_retryable_error_not_a_crash(
     endpoint = _endpoint(alice, receiver, ["prompt.version_created"])  # under the key derived from SECRET_KEY
     stored = WebhookEndpoint.objects.get(pk=endpoint.pk).secret
     with django_capture_on_commit_callbacks():
-        [delivery] = webhook_services.webhook_emit(owner=alice, event="prompt.version_created", payload={})
+        [delivery] = webhook_services.webhook_emit(
+            project=alice.personal_project, event="prompt.version_created", payload={}
+        )
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key was dropped too early
 
     with django_capture_on_commit_callbacks() as retries:
@@ -1004,8 +1045,12 @@ def test_the_data_migration_encrypts_plaintext_rows_and_reverses_without_loss(al
     migration = importlib.import_module("accounts.migrations.0004_webhook_secret_encryption")
     # The models as that migration sees them (they lived in accounts then; same table).
     historical = MigrationExecutor(connection).loader.project_state(("accounts", "0004_webhook_secret_encryption")).apps
-    plain = WebhookEndpoint.objects.create(owner=alice, url=receiver.url, events=["run.failed"], secret="whsec_old")
-    _, new_secret = webhook_services.webhook_endpoint_create(owner=alice, url=receiver.url, events=["run.failed"])
+    plain = WebhookEndpoint.objects.create(
+        project=alice.personal_project, url=receiver.url, events=["run.failed"], secret="whsec_old"
+    )
+    _, new_secret = webhook_services.webhook_endpoint_create(
+        project=alice.personal_project, created_by=alice, url=receiver.url, events=["run.failed"]
+    )
 
     migration.encrypt_secrets(historical, None)
     encrypted = dict(WebhookEndpoint.objects.values_list("pk", "secret"))

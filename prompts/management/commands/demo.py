@@ -68,7 +68,7 @@ class Command(BaseCommand):
             user, user_created = _demo_user(password=password)
             api_key, plaintext, key_state = _demo_key(user=user)
             _local_provider()
-            prompt, prompt_created = _demo_prompt(owner=user)
+            prompt, prompt_created = _demo_prompt(user=user)
         labels = {label.name: label.version.number for label in selectors.label_list(prompt=prompt)}
         self._print(
             base_url=base_url.rstrip("/"),
@@ -156,10 +156,16 @@ def _demo_key(*, user: User) -> tuple[APIKey, str, str]:
     (its old secret stops at once); older active ones, left by the versions of this command that made a
     key on every run, are revoked; a key is created when none is active."""
     active = [
-        key for key in account_selectors.api_key_list(user=user).filter(name=DEMO_KEY_NAME) if key.status == "active"
+        key
+        for key in account_selectors.api_key_list(project=user.personal_project).filter(
+            name=DEMO_KEY_NAME, created_by=user
+        )
+        if key.status == "active"
     ]
     if not active:
-        api_key, plaintext = account_services.api_key_create(user=user, name=DEMO_KEY_NAME)
+        api_key, plaintext = account_services.api_key_create(
+            project=user.personal_project, created_by=user, name=DEMO_KEY_NAME
+        )
         return api_key, plaintext, "created"
     for older in active[1:]:
         account_services.api_key_revoke(api_key=older)
@@ -177,14 +183,18 @@ def _local_provider() -> None:
         local_model.ensure_local_provider(local_model.DEFAULT_PORT)
 
 
-def _demo_prompt(*, owner: User) -> tuple[Prompt, bool]:
+def _demo_prompt(*, user: User) -> tuple[Prompt, bool]:
     """The demo prompt; created with its label only when missing, so later edits and label moves stay."""
     try:
-        return selectors.prompt_get(owner=owner, ref=PROMPT_NAME), False
+        return selectors.prompt_get(project=user.personal_project, ref=PROMPT_NAME), False
     except NotFound:
         pass
     prompt, version = services.prompt_create(
-        owner=owner, name=PROMPT_NAME, description="Greets someone by name.", **PROMPT_VERSION
+        project=user.personal_project,
+        created_by=user,
+        name=PROMPT_NAME,
+        description="Greets someone by name.",
+        **PROMPT_VERSION,
     )
-    services.label_move(prompt=prompt, label=PROMPT_LABEL, version_number=version.number, moved_by=owner)
+    services.label_move(prompt=prompt, label=PROMPT_LABEL, version_number=version.number, moved_by=user)
     return prompt, True

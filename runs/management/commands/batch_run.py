@@ -1,4 +1,4 @@
-"""`manage.py batch_run PROMPT[@label|@version] --owner USER --input FILE --output RESULTS.jsonl [--wait]`
+"""`manage.py batch_run PROMPT[@label|@version] --project SLUG|--owner USER --input FILE --output OUT.jsonl [--wait]`
 
 Runs every row of a JSON Lines or CSV file (the formats of POST /api/v1/batches) as one batch, and
 with --wait writes each finished item to RESULTS.jsonl as it completes (one whole line per item,
@@ -39,7 +39,7 @@ from django.utils.module_loading import autodiscover_modules
 from dramatiq.brokers.stub import StubBroker
 from tqdm import tqdm
 
-from accounts.models import User
+from accounts.management.project_options import add_project_arguments, project_from_options
 from llmops.errors import Conflict, DomainError
 from runs import batch_files, batch_selectors, batch_services
 from runs.models import Batch, Run
@@ -149,7 +149,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("prompt", metavar="PROMPT[@label|@version]", help="e.g. summarize@production, greet@3.")
-        parser.add_argument("--owner", required=True, help="Username owning the prompt and the batch.")
+        add_project_arguments(parser, what="the prompt and the batch")
         parser.add_argument("--input", required=True, type=Path, help="JSON Lines (.jsonl) or CSV (.csv) rows.")
         parser.add_argument("--output", required=True, type=Path, help="Results, one JSON object per line.")
         parser.add_argument("--format", choices=["jsonl", "csv"], help="Input format; default: by file extension.")
@@ -167,9 +167,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         prompt, version, label = _parse_prompt(options["prompt"])
-        owner = User.objects.filter(username=options["owner"]).first()
-        if owner is None:
-            raise CommandError(f"No user named {options['owner']!r}.")
+        project, creator = project_from_options(options)
         source, output = Path(options["input"]), Path(options["output"])  # call_command passes strings
         if not source.is_file():
             raise CommandError(f"No input file {source}.")
@@ -191,7 +189,8 @@ class Command(BaseCommand):
                 rows = self._remaining(self._rows(f, file_format), done)
                 try:
                     batch, skipped = batch_services.batch_create(
-                        owner=owner,
+                        project=project,
+                        created_by=creator,
                         api_key=None,
                         prompt=prompt,
                         version=version,

@@ -1,9 +1,9 @@
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
+from accounts.management.project_options import add_project_arguments, project_from_options
 from llmops.errors import ValidationFailed
 from runs.models import Run
 from runs.wandb_export import runs_export_wandb
@@ -13,20 +13,16 @@ class Command(BaseCommand):
     help = "Exports finished runs to Weights & Biases as one table (needs WANDB_PROJECT)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--owner", help="Only this user's runs.")
+        add_project_arguments(parser, required=False, what="the runs exported (default: every project's)")
         parser.add_argument("--since", help="Only runs created at or after this ISO 8601 time.")
         parser.add_argument("--batch", help="Only the runs of this batch id.")
         parser.add_argument("--name", default="", help="Name of the W&B run.")
 
-    def handle(
-        self, *args: Any, owner: str | None, since: str | None, batch: str | None, name: str, **options: Any
-    ) -> None:
+    def handle(self, *args: Any, since: str | None, batch: str | None, name: str, **options: Any) -> None:
         runs = Run.objects.all()
-        if owner:
-            user = get_user_model().objects.filter(username=owner).first()
-            if user is None:
-                raise CommandError(f"No user named {owner!r}.")
-            runs = runs.filter(owner=user)
+        if options.get("project") or options.get("owner"):
+            project, _ = project_from_options(options)
+            runs = runs.filter(project=project)
         if since:
             moment = parse_datetime(since)
             if moment is None:
