@@ -9,7 +9,8 @@ from typing import Any
 from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from jsonschema import Draft202012Validator
 from rest_framework import permissions, serializers
 from rest_framework.settings import api_settings
@@ -111,6 +112,18 @@ _RATE_LIMIT_HEADERS = {
 _AUTH_ONLY = {"401", "403"}
 
 
+PROJECT_HEADER = OpenApiParameter(
+    "X-Project",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "The project to act in, by slug or id (also `?project=`). Signed in: default your personal project. "
+        "An API key acts in its own project; naming another is a 404."
+    ),
+)
+
+
 class AutoSchema(SpectacularAutoSchema):
     # Request schemas (COMPONENT_SPLIT_REQUEST keeps them apart from responses) state what the server
     # checks: no NUL anywhere, trimmed strings not blank, decimal strings in range, non-empty lists, no
@@ -209,6 +222,15 @@ class AutoSchema(SpectacularAutoSchema):
             # An absent body reads as {}: required when the rules refuse {} (template or messages).
             required = any(not Draft202012Validator(rule).is_valid({}) for rule in rules)
         return schema, required
+
+    def get_override_parameters(self) -> list[Any]:
+        """Every project-scoped operation (a view without `project_scoped = False`, duck-typed: llmops
+        imports no app) takes the optional X-Project header, so Swagger's users can pick a project."""
+        parameters = list(super().get_override_parameters())
+        public = any(isinstance(p, permissions.AllowAny) for p in self.view.get_permissions())
+        if getattr(self.view, "project_scoped", True) and not public:
+            parameters.append(PROJECT_HEADER)
+        return parameters
 
     def _required_scope(self) -> str | None:
         """The API key scope this operation needs, as the view's scope-checking permission reports it

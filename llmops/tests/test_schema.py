@@ -164,3 +164,14 @@ def test_no_component_is_described_by_a_docstring_written_for_this_codes_readers
     described = {name: c.get("description", "") for name, c in schema["components"]["schemas"].items()}
 
     assert {name: text for name, text in described.items() if internal.search(text)} == {}
+
+
+def test_project_scoped_operations_take_the_x_project_header(schema):
+    def header(path, method):
+        parameters = schema["paths"][path][method].get("parameters", [])
+        return [p for p in parameters if p["in"] == "header" and p["name"] == "X-Project"]
+
+    assert header("/api/v1/prompts", "get") and not header("/api/v1/prompts", "get")[0].get("required")
+    assert header("/api/v1/runs/{id}", "get")
+    assert not header("/api/v1/health", "get")  # public
+    assert not header("/api/v1/projects/{ref}", "get")  # the project is in the path
