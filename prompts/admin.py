@@ -1,13 +1,25 @@
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 
 from llmops.admin import ReadOnlyAdmin
 from llmops.errors import DomainError
-from prompts import services
+from prompts import selectors, services
+from prompts.diff import version_diff
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+
+# The label the versions inline offers to compare with (runs resolve it by default, runs.checks).
+PRODUCTION_LABEL = "production"
 
 
 def _add_domain_error(form: forms.ModelForm, exc: DomainError) -> None:
@@ -72,6 +84,7 @@ class PromptVersionInline(admin.StackedInline):
         "commit_message",
         "created_by",
         "created_at",
+        "compare",
     )
     can_delete = False
     show_change_link = True
@@ -79,6 +92,48 @@ class PromptVersionInline(admin.StackedInline):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PromptVersion]:
+        # The production label's version number rides along, so the links cost no query per version.
+        production = PromptLabel.objects.filter(prompt=OuterRef("prompt"), name=PRODUCTION_LABEL)
+        return (
+            super().get_queryset(request).annotate(production_number=Subquery(production.values("version__number")[:1]))
+        )
+
+    @admin.display(description="Compare")
+    def compare(self, obj: PromptVersion) -> SafeString | str:
+        """Links to the compare page: with the previous version, and with the one labelled production."""
+        if obj.pk is None:
+            return "-"
+        url = reverse(f"{self.admin_site.name}:prompts_prompt_compare", args=[obj.prompt_id])
+        links: list[tuple[str, str]] = []
+        if obj.number > 1:
+            links.append((compare_query(url, a=obj.number - 1, b=obj.number), "compare with previous"))
+        production_number = getattr(obj, "production_number", None)
+        if production_number is not None and production_number != obj.number:
+            links.append((compare_query(url, a=production_number, b=obj.number), "compare with production"))
+        if not links:
+            return "-"
+        return format_html_join(" | ", '<a href="{}" class="compare-link">{}</a>', links)
+
+
+def compare_query(url: str, *, a: int, b: int) -> str:
+    """The compare page's URL for versions `a` (left) and `b` (right)."""
+    return f"{url}?{urlencode({'a': a, 'b': b})}"
+
+
+def _version_number(query: QueryDict, key: str) -> int | None:
+    """A version number from the query string: None if absent or blank; ValueError if not an integer."""
+    raw = query.get(key, "").strip()
+    if not raw:
+        return None
+    problem = ValueError(f"{key}: {raw[:40]!r} is not a version number.")
+    if not raw.isascii() or not raw.isdigit():
+        raise problem
+    try:
+        return int(raw)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise problem from None
 
 
 class PromptLabelInline(admin.TabularInline):
@@ -100,6 +155,60 @@ class PromptAdmin(admin.ModelAdmin):
     raw_id_fields = ["project"]
     readonly_fields = ["latest_version_number", "created_at", "updated_at"]
     inlines = [PromptLabelInline, PromptVersionInline]
+    compare_template = "admin/prompts/prompt/compare.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the defaults: their `<path:object_id>/` catch-all would swallow `<pk>/compare/`.
+        compare = path(
+            "<path:object_id>/compare/",
+            self.admin_site.admin_view(self.compare_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_compare",
+        )
+        return [compare, *super().get_urls()]
+
+    def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The diff of two versions of a prompt: `?a=<number>&b=<number>`, side by side and unified.
+
+        Defaults: b is the latest version, a the one before it (b itself when there is only one).
+        An unknown prompt or version is a 404; a value that is not a number is a 400 page that
+        still offers the pickers."""
+        prompt = self.get_object(request, unquote(object_id))
+        if prompt is None:
+            raise Http404("Prompt not found.")
+        if not self.has_view_permission(request, prompt):
+            raise PermissionDenied
+        versions = list(selectors.version_list(prompt=prompt))
+        if not versions:
+            raise Http404("This prompt has no versions to compare.")
+        by_number = {version.number: version for version in versions}
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": f"Compare versions of {prompt}",
+            "subtitle": None,
+            "opts": self.opts,
+            "original": prompt,
+            "prompt": prompt,
+            "versions": versions,
+            "diff": None,
+            "error": None,
+        }
+        try:
+            a_number = _version_number(request.GET, "a")
+            b_number = _version_number(request.GET, "b")
+        except ValueError as exc:
+            context.update(error=str(exc), a=versions[-1], b=versions[0])
+            return TemplateResponse(request, self.compare_template, context, status=400)
+        if b_number is None:
+            b_number = versions[0].number
+        if a_number is None:
+            a_number = b_number - 1 if b_number - 1 in by_number else b_number
+        # Looked up among the loaded versions: a huge number never reaches the database.
+        missing = [number for number in (a_number, b_number) if number not in by_number]
+        if missing:
+            raise Http404(f"Version {missing[0]} of this prompt does not exist.")
+        a, b = by_number[a_number], by_number[b_number]
+        context.update(a=a, b=b, diff=version_diff(a, b))
+        return TemplateResponse(request, self.compare_template, context)
 
 
 @admin.register(PromptVersion)
