@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.tests.factories import UserFactory
 
-pytest_plugins = ["runs.tests.worker", "providers.tests.fixtures"]
+pytest_plugins = ["runs.tests.worker", "providers.tests.fixtures", "llmops.tests.browser"]
 
 
 @pytest.fixture

@@ -98,3 +98,20 @@ def test_every_foundation_model_is_registered():
     registered = {model._meta.label_lower for model in admin.site._registry}
 
     assert set(BUILDERS) <= registered
+
+
+@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=[m._meta.label_lower for m, _ in REGISTERED])
+def test_admin_pages_send_everyone_else_to_the_login_page(client, django_user_model, model, model_admin):
+    """Anonymous visitors and signed-in users who are not staff never see an admin page."""
+    obj = _build(model)
+    base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+    pages = [base, f"{base}add/", f"{base}{obj.pk}/change/"]
+    member = django_user_model.objects.create_user(username="not-staff", password="a-member-password")
+
+    anonymous = [client.get(page) for page in pages]
+    client.force_login(member)
+    signed_in = [client.get(page) for page in pages]
+
+    for response in anonymous + signed_in:
+        assert response.status_code == 302, response.status_code
+        assert response["Location"].startswith("/admin/login/")
