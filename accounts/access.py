@@ -11,10 +11,10 @@ accounts.permissions.HasScope resolves it for every project-scoped view and keep
 (`request_project`, `request_role`); views read it from there.
 """
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from accounts import selectors
 from accounts.models import ROLE_SCOPES, APIKey, Membership, Project
 from llmops.errors import NotFound
 
@@ -39,14 +39,6 @@ def _project_ref(request: Any) -> str | None:
 
 def _matches(project: Project, ref: str) -> bool:
     return ref == project.slug or ref == str(project.pk)
-
-
-def _membership_by_ref(user: Any, ref: str) -> Membership | None:
-    memberships = Membership.objects.select_related("project").filter(user=user)
-    try:
-        return memberships.filter(project_id=uuid.UUID(ref)).first()
-    except ValueError:
-        return memberships.filter(project__slug=ref).first()
 
 
 def _no_project() -> NotFound:
@@ -75,7 +67,7 @@ def access_resolve(request: Any) -> ProjectAccess:
                 Membership.objects.select_related("project").filter(user=user, project__personal_for=user).first()
             )
         else:
-            membership = _membership_by_ref(user, ref)
+            membership = selectors.membership_by_ref(user=user, ref=ref)
         if membership is None:
             raise _no_project()
         access = ProjectAccess(

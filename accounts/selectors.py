@@ -1,6 +1,7 @@
 """Reads for users, projects, members and API keys."""
 
 import uuid
+from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
@@ -38,9 +39,20 @@ def member_list(*, project: Project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("created_at")
 
 
+def _project_lookup(ref: str) -> dict[str, Any]:
+    """The filter a project reference means: its id when `ref` parses as a UUID, else its slug."""
+    try:
+        return {"pk": uuid.UUID(ref)}
+    except ValueError:
+        return {"slug": ref}
+
+
 def project_by_ref(ref: str) -> Project | None:
     """The project whose slug or id is `ref` (for staff tooling: no membership check)."""
-    try:
-        return Project.objects.filter(pk=uuid.UUID(ref)).first()
-    except ValueError:
-        return Project.objects.filter(slug=ref).first()
+    return Project.objects.filter(**_project_lookup(ref)).first()
+
+
+def membership_by_ref(*, user: User, ref: str) -> Membership | None:
+    """`user`'s membership of the project whose slug or id is `ref`, with the project; None for a non-member."""
+    lookup = {f"project__{name}": value for name, value in _project_lookup(ref).items()}
+    return Membership.objects.select_related("project").filter(user=user, **lookup).first()
