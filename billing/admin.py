@@ -1,14 +1,19 @@
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 
-from billing import selectors, services
+from billing import dashboard, selectors, services
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
 from llmops.admin import ReadOnlyAdmin
+from llmops.errors import ValidationFailed
 from llmops.money import money_str
 
 
@@ -83,6 +88,51 @@ class CostLogAdmin(ReadOnlyAdmin):
         "cost_known",
     ]
     readonly_fields = ["input", "output", "total"]
+    dashboard_template = "admin/billing/costlog/dashboard.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the defaults: their `<path:object_id>/` catch-all would swallow `dashboard/`.
+        dashboard_url = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_dashboard",
+        )
+        return [dashboard_url, *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """Spend and tokens per day as charts, and tables by model, prompt, project, member and key:
+        `?start=YYYY-MM-DD&end=YYYY-MM-DD&project=<slug or id>` (both days included, UTC; no project:
+        all of them). A bad parameter is a 400 page that names it and still offers the form."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Cost dashboard",
+            "subtitle": None,
+            "opts": self.opts,
+            "projects": dashboard.project_choices(),
+            "params": {name: request.GET.get(name, "") for name in ("start", "end", "project")},
+            "error": None,
+            "dashboard": None,
+        }
+        try:
+            query = dashboard.dashboard_query(params=request.GET, today=timezone.now().astimezone(UTC).date())
+        except ValidationFailed as exc:
+            context.update(error=exc.message)
+            return TemplateResponse(request, self.dashboard_template, context, status=400)
+        figures = dashboard.cost_dashboard(query=query)
+        spend_chart, tokens_chart = dashboard.dashboard_charts(figures)
+        context.update(
+            params={
+                "start": query.start.isoformat(),
+                "end": query.last_day.isoformat(),
+                "project": query.project.slug if query.project is not None else "",
+            },
+            dashboard=figures,
+            spend_chart=spend_chart,
+            tokens_chart=tokens_chart,
+        )
+        return TemplateResponse(request, self.dashboard_template, context)
 
     @admin.display(description="input cost", ordering="input_cost")
     def input(self, log: CostLog) -> str:
