@@ -1,5 +1,6 @@
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlencode
 
 from django import forms
 from django.apps import apps
@@ -9,11 +10,11 @@ from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet, Sum
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from accounts import project_services, services
@@ -44,13 +45,35 @@ class APIKeyChangeForm(forms.ModelForm):
         return services.scopes_clean(scopes=self.cleaned_data["scopes"])
 
 
+def key_manager_refusal(*, user: User, project: Project) -> str | None:
+    """Why `user`, on an admin page, may not create, rotate or revoke the keys of `project`; None when
+    they may. A superuser may; other staff need the admin role in the project, as api_key_create
+    needs of a key's creator."""
+    if user.is_superuser:
+        return None
+    role = services.member_role(project=project, user=user)
+    if role is not None and role_at_least(role, Role.ADMIN):
+        return None
+    return (
+        f"Creating, rotating and revoking the API keys of {project} needs the admin role in it; "
+        f"you are {role or 'not a member'}."
+    )
+
+
 class APIKeyAddForm(APIKeyChangeForm):
+    # The staff user on the page; set by APIKeyAdmin.get_form.
+    acting_user: User | None = None
+
     class Meta(APIKeyChangeForm.Meta):
         fields = ["project", "created_by", "name", "expires_at", "scopes"]
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
         project, user = cleaned.get("project"), cleaned.get("created_by")
+        if project is not None and self.acting_user is not None:
+            refusal = key_manager_refusal(user=self.acting_user, project=project)
+            if refusal is not None:
+                self.add_error("project", refusal)
         if project is not None and user is not None:
             # api_key_create refuses it too; here it is a field error, not a 500.
             role = services.member_role(project=project, user=user)
@@ -79,7 +102,9 @@ class RotateForm(forms.Form):
 @admin.register(APIKey)
 class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     """Keys are created here (the plaintext is shown once, on the page after saving), rotated (likewise)
-    and revoked; the secret hashes are never displayed."""
+    and revoked, in bulk by the changelist's actions or one at a time by `<pk>/rotate/` and
+    `<pk>/revoke/` (the project page's buttons); the secret hashes are never displayed. Staff who are
+    not superusers do these only in projects they are an admin of (key_manager_refusal)."""
 
     form = APIKeyChangeForm
     list_display = [
@@ -97,7 +122,7 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     search_fields = ["name", "prefix", "project__slug", "created_by__username", "created_by__email"]
     list_select_related = ["project", "created_by"]
     raw_id_fields = ["project", "created_by"]
-    # Revocation is one-way, through the "Revoke" action, so is_active is not editable.
+    # Revocation is one-way, through the "Revoke" action or view, so is_active is not editable.
     readonly_fields = [
         "prefix",
         "project",
@@ -122,6 +147,7 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
         "expires_at",
         "rate_limit",
         "run_rate_limit",
+        "tokens_per_minute",
         "revoked_at",
         "rotated_at",
         "previous_secret_expires_at",
@@ -138,7 +164,10 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     def get_form(self, request: HttpRequest, obj: APIKey | None = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
             kwargs["form"] = APIKeyAddForm
-        return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            form = type(form.__name__, (form,), {"acting_user": request.user})
+        return form
 
     def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> Any:
         return ["project", "created_by", "name", "expires_at", "scopes"] if obj is None else self.fields
@@ -160,13 +189,137 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
         self.adopt_created(request, obj, api_key, plaintext)
 
     def created_context(self, obj: APIKey, secret: ShownOnce) -> dict[str, Any]:
-        return {"api_key": APIKey.objects.get(pk=obj.pk), "plaintext": secret, "title": "API key created"}
+        api_key = APIKey.objects.select_related("project", "created_by").get(pk=obj.pk)
+        return {
+            "api_key": api_key,
+            "plaintext": secret,
+            "title": "API key created",
+            "project_url": self._project_url(api_key),
+        }
+
+    def _project_url(self, api_key: APIKey) -> str:
+        return reverse(
+            "admin:accounts_project_change", args=[quote(api_key.project_id)], current_app=self.admin_site.name
+        )
+
+    def _refused(self, request: HttpRequest, api_key: APIKey) -> bool:
+        """Whether the staff user may not manage this key's project's keys; says why on the page."""
+        refusal = key_manager_refusal(user=cast(User, request.user), project=api_key.project)
+        if refusal is not None:
+            self.message_user(request, refusal, messages.ERROR)
+        return refusal is not None
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the default ones: their `<path:object_id>/` would take `<pk>/revoke/` too.
+        return [
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name="accounts_apikey_revoke",
+            ),
+            path(
+                "<path:object_id>/rotate/",
+                self.admin_site.admin_view(self.rotate_view),
+                name="accounts_apikey_rotate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _key_for_view(self, request: HttpRequest, object_id: str) -> APIKey | HttpResponse:
+        """The key of a per-object view, or the response that ends the view: another page for a
+        missing key, 403 without the change permission, the project's page for a refusal."""
+        api_key = self.get_object(request, unquote(object_id))
+        if api_key is None:
+            self.message_user(request, "No such API key: it may have been deleted.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:accounts_apikey_changelist", current_app=self.admin_site.name))
+        if not self.has_change_permission(request, api_key):
+            raise PermissionDenied
+        if self._refused(request, api_key):
+            return HttpResponseRedirect(self._project_url(api_key))
+        return api_key
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """`<pk>/revoke/`: a GET (or a POST without `confirm`) asks first; a confirmed POST revokes
+        and goes back to the key's project. The admin site's wrapper checks the CSRF token."""
+        api_key = self._key_for_view(request, object_id)
+        if isinstance(api_key, HttpResponse):
+            return api_key
+        back = self._project_url(api_key)
+        if not api_key.is_active:
+            self.message_user(request, f"{api_key} is revoked already.", messages.WARNING)
+            return HttpResponseRedirect(back)
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            services.api_key_revoke(api_key=api_key)
+            self.log_change(request, api_key, "Revoked.")
+            self.message_user(request, f"Revoked {api_key}: it stopped working at once.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self.render_once(
+            request,
+            "admin/accounts/apikey/revoke_confirmation.html",
+            {"title": "Revoke API key", "api_key": api_key, "cancel_url": back},
+        )
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """`<pk>/rotate/`: a GET (or a POST without `confirm`) asks for the grace period; a confirmed
+        POST rotates and shows the new plaintext on its response only."""
+        api_key = self._key_for_view(request, object_id)
+        if isinstance(api_key, HttpResponse):
+            return api_key
+        back = self._project_url(api_key)
+        if api_key.status != "active":
+            self.message_user(
+                request, f"{api_key} is {api_key.status}; only active keys can be rotated.", messages.ERROR
+            )
+            return HttpResponseRedirect(back)
+        confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
+        form = RotateForm(request.POST if confirmed else None)
+        if not form.is_valid():
+            return self.render_once(
+                request,
+                "admin/accounts/apikey/rotate_confirmation.html",
+                {"title": "Rotate API key", "form": form, "queryset": [api_key], "cancel_url": back},
+            )
+        try:
+            api_key, plaintext = services.api_key_rotate(
+                api_key=api_key, grace_seconds=form.cleaned_data["grace_seconds"]
+            )
+        except Conflict as error:  # revoked or expired since the page was shown
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(back)
+        self.log_change(request, api_key, "Rotated the secret.")
+        return self.render_once(
+            request,
+            "admin/accounts/apikey/rotated.html",
+            {
+                "title": "API key rotated",
+                "rotated": [{"api_key": api_key, "plaintext": ShownOnce(plaintext)}],
+                "skipped": [],
+                "back_url": back,
+            },
+        )
+
+    def _manageable(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> list[APIKey]:
+        """The selected keys the staff user may manage (key_manager_refusal); says which were left."""
+        allowed, refused = [], []
+        for api_key in queryset.select_related("project"):
+            if key_manager_refusal(user=cast(User, request.user), project=api_key.project) is None:
+                allowed.append(api_key)
+            else:
+                refused.append(api_key)
+        if refused:
+            names = ", ".join(str(api_key) for api_key in refused)
+            self.message_user(
+                request, f"Left alone, as you are not an admin of their projects: {names}.", messages.ERROR
+            )
+        return allowed
 
     @admin.action(description="Revoke selected API keys")
-    def revoke_selected(self, request: HttpRequest, queryset: Any) -> None:
-        for api_key in queryset:
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
+        allowed = self._manageable(request, queryset)
+        for api_key in allowed:
             services.api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+        if allowed:
+            self.message_user(request, f"Revoked {len(allowed)} key(s).")
 
     @admin.action(description="Rotate selected API keys (new secrets are shown once)")
     def rotate_selected(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> HttpResponse:
@@ -184,7 +337,7 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
                 },
             )
         rotated, skipped = [], []
-        for api_key in queryset:
+        for api_key in self._manageable(request, queryset):
             try:
                 api_key, plaintext = services.api_key_rotate(
                     api_key=api_key, grace_seconds=form.cleaned_data["grace_seconds"]
@@ -207,13 +360,17 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
 
 
 class _Refused(Exception):
-    """A service refused a write the admin's forms had accepted (`on`: "form" or "members")."""
+    """A service refused a write the admin's forms had accepted (`on`: "form" or "members"; for
+    "members", `member` is the refused row's user and `field` the row's field it is shown at, None
+    for the row as a whole)."""
 
-    def __init__(self, error: DomainError, *, on: str, who: str = ""):
+    def __init__(self, error: DomainError, *, on: str, who: str = "", member: Any = None, field: str | None = None):
         super().__init__(error.message)
         self.error = error
         self.on = on
         self.text = f"{who}: {error.message}" if who else error.message
+        self.member = member
+        self.field = field
 
 
 def _refusal(request: HttpRequest, on: str) -> _Refused | None:
@@ -328,14 +485,21 @@ class MembershipInlineForm(_RefusableForm):
 
 class MembershipFormSet(BaseInlineFormSet):
     """Saved by ProjectAdmin.save_formset through the member services; `refusal` is set on the
-    second pass after one refused."""
+    second pass after one refused, and shown above the members and on the refused member's row."""
 
-    refusal: str | None = None
+    refusal: _Refused | None = None
 
     def clean(self) -> None:
         super().clean()
-        if self.refusal is not None:
-            raise ValidationError(self.refusal)
+        if self.refusal is None:
+            return
+        for form in cast(list[MembershipInlineForm], self.forms):
+            user = form.initial_user if form.initial_user is not None else form.cleaned_data.get("user")
+            if user is not None and user.pk == self.refusal.member:
+                # A removed row's errors do not make the formset invalid: the error below does.
+                form.add_error(self.refusal.field, self.refusal.error.message)
+                break
+        raise ValidationError(self.refusal.text)
 
 
 class MembershipInline(admin.TabularInline):
@@ -356,7 +520,7 @@ class MembershipInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         refused = _refusal(request, "members")
         if refused is not None:
-            formset = type(formset.__name__, (formset,), {"refusal": refused.text})
+            formset = type(formset.__name__, (formset,), {"refusal": refused})
         return formset
 
 
@@ -378,8 +542,10 @@ class ProjectKindFilter(admin.SimpleListFilter):
 @admin.register(Project)
 class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
     """Projects and their members, written through accounts.project_services. The change page also
-    shows, read-only, the project's API keys, its budgets with their use in the current window and
-    its spend so far (templates/admin/accounts/project/change_form.html).
+    shows the project's API keys (with links to add and edit them, and buttons to rotate and revoke
+    them through APIKeyAdmin's views), its budgets with their use in the current window (with links
+    to add and edit them in the billing admin) and its spend so far
+    (templates/admin/accounts/project/change_form.html).
 
     accounts is below billing (.importlinter), so budgets and costs are reached through Django's
     registries at request time, never imported: the cost entries with `apps.get_model`, the budgets
@@ -491,7 +657,11 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     formset.deleted_objects.append(membership)
                     notes.append(f"Removed {user}; revoked {revoked} of their API key(s) in {project}.")
             except DomainError as error:
-                raise _Refused(error, on="members", who=str(user)) from error
+                if member_form in deleted:
+                    field = None
+                else:
+                    field = next((name for name in error.fields if name in member_form.fields), "role")
+                raise _Refused(error, on="members", who=str(user), member=user.pk, field=field) from error
         for note in notes:
             self.message_user(request, note, messages.INFO)
 
@@ -500,17 +670,30 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
     ) -> HttpResponse:
         project = self.get_object(request, unquote(object_id))
         if project is not None:
-            extra_context = {**(extra_context or {}), **self._read_only_sections(request, project)}
+            extra_context = {**(extra_context or {}), **self._project_sections(request, project)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _read_only_sections(self, request: HttpRequest, project: Project) -> dict[str, Any]:
+    def _project_sections(self, request: HttpRequest, project: Project) -> dict[str, Any]:
+        """The keys (with links to add, edit, rotate and revoke them), budgets (to add and edit) and
+        spend below the members. The buttons go to APIKeyAdmin's views, which check again."""
+        user = cast(User, request.user)
+        key_admin = self.admin_site.get_model_admin(APIKey)
+        add_key_url = None
+        if key_admin.has_add_permission(request):
+            initial = {"project": project.pk}
+            role = services.member_role(project=project, user=user)
+            if role is not None and role_at_least(role, Role.ADMIN):
+                initial["created_by"] = user.pk
+            add_key_url = f"{self._admin_url('accounts_apikey_add')}?{urlencode(initial)}"
         keys = [
             {
                 "api_key": api_key,
-                "url": reverse(
-                    "admin:accounts_apikey_change", args=[quote(api_key.pk)], current_app=self.admin_site.name
-                ),
+                "url": self._admin_url("accounts_apikey_change", api_key.pk),
+                "rotate_url": self._admin_url("accounts_apikey_rotate", api_key.pk),
+                "revoke_url": self._admin_url("accounts_apikey_revoke", api_key.pk),
                 "scopes": ", ".join(api_key.scopes),
+                "can_rotate": api_key.status == "active",
+                "can_revoke": api_key.is_active,
             }
             for api_key in APIKey.objects.filter(project=project).select_related("created_by").order_by("-created_at")
         ]
@@ -521,8 +704,11 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
             unknown=Count("id", filter=Q(cost_known=False)),
         )
         return {
+            "project_add_key_url": add_key_url,
+            "project_key_buttons": key_admin.has_change_permission(request),
+            "project_key_refusal": key_manager_refusal(user=user, project=project),
             "project_api_keys": keys,
-            "project_budgets": self._budgets(request, project),
+            **self._budgets(request, project),
             "project_spend": {
                 "total": money_str(spend["total"] if spend["total"] is not None else Decimal(0)),
                 "runs": spend["runs"],
@@ -530,23 +716,26 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
             },
         }
 
-    def _budgets(self, request: HttpRequest, project: Project) -> list[dict[str, Any]] | None:
-        """The project's budgets with spent, reserved and remaining in their current window; None when
-        the billing admin, whose queryset computes them, is not registered."""
+    def _admin_url(self, name: str, pk: Any = None) -> str:
+        args = [] if pk is None else [quote(pk)]
+        return reverse(f"admin:{name}", args=args, current_app=self.admin_site.name)
+
+    def _budgets(self, request: HttpRequest, project: Project) -> dict[str, Any]:
+        """`project_budgets`: the project's budgets with spent, reserved and remaining in their current
+        window, None when the billing admin, whose queryset computes them, is not registered;
+        `project_add_budget_url`: its add page with the project filled in."""
         budget = apps.get_model("billing", "Budget")
         try:
             budget_admin = self.admin_site.get_model_admin(budget)
         except NotRegistered:
-            return None
+            return {"project_budgets": None, "project_add_budget_url": None}
         rows = []
         for row in budget_admin.get_queryset(request).filter(project=project).select_related("api_key"):
             spent, reserved = row.spent, row.reserved
             rows.append(
                 {
                     "budget": row,
-                    "url": reverse(
-                        "admin:billing_budget_change", args=[quote(row.pk)], current_app=self.admin_site.name
-                    ),
+                    "url": self._admin_url("billing_budget_change", row.pk),
                     "scope": f"key {row.api_key.prefix}" if row.api_key is not None else "project-wide",
                     "amount": money_str(row.amount),
                     "window": row.get_window_display(),
@@ -555,7 +744,11 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     "remaining": money_str(row.amount - spent - reserved),
                 }
             )
-        return rows
+        add_url = None
+        if budget_admin.has_add_permission(request):
+            # BudgetAdmin's project is a raw-id field, so the add page takes it from the query string.
+            add_url = f"{self._admin_url('billing_budget_add')}?{urlencode({'project': project.pk})}"
+        return {"project_budgets": rows, "project_add_budget_url": add_url}
 
 
 @admin.register(Membership)

@@ -136,6 +136,44 @@ def test_removing_the_last_owner_through_the_inline_shows_an_error(admin_client,
     assert _roles(team) == {"alice": Role.OWNER, "bob": Role.EDITOR}
 
 
+def _member_form(response, user):
+    formset = response.context["inline_admin_formsets"][0].formset
+    return next(form for form in formset.forms if form.instance.pk and form.instance.user == user)
+
+
+def test_the_last_owners_refusal_is_shown_on_their_row_too(admin_client, alice, team):
+    data = _submitted(admin_client.get(_change_url(team)))
+    demoted = {**data, f"{_member_row(data, alice)}-role": Role.ADMIN}
+    removed = {**data, f"{_member_row(data, alice)}-DELETE": "on"}
+
+    demoting = admin_client.post(_change_url(team), demoted)
+    removing = admin_client.post(_change_url(team), removed)
+
+    assert _member_form(demoting, alice).errors == {
+        "role": ["The project's last owner cannot be demoted; make another owner first."]
+    }
+    assert _member_form(removing, alice).non_field_errors() == [
+        "The project's last owner cannot be removed; make another owner first."
+    ]
+    assert 'class="row-form-errors"' in removing.content.decode()
+    assert _roles(team) == {"alice": Role.OWNER, "bob": Role.EDITOR}
+
+
+@pytest.mark.parametrize("value", ["00000000-0000-0000-0000-000000000000", "nobody"])
+def test_adding_an_unknown_user_is_an_error_at_the_field(admin_client, team, value):
+    data = _submitted(admin_client.get(_change_url(team)))
+    extra = f"memberships-{int(data['memberships-TOTAL_FORMS']) - 1}"
+    data[f"{extra}-user"] = value
+    data[f"{extra}-role"] = Role.VIEWER
+
+    response = admin_client.post(_change_url(team), data)
+
+    assert response.status_code == 200
+    formset = response.context["inline_admin_formsets"][0].formset
+    assert list(formset.forms[-1].errors) == ["user"]
+    assert _roles(team) == {"alice": Role.OWNER, "bob": Role.EDITOR}
+
+
 def test_ownership_can_be_handed_over_in_one_submission(admin_client, alice, bob, team):
     data = _submitted(admin_client.get(_change_url(team)))
     data[f"{_member_row(data, alice)}-role"] = Role.VIEWER
