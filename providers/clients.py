@@ -333,8 +333,9 @@ def fetch_model_ids(base_url: str, *, api_key: str | None, timeout: float) -> li
         ) from None
 
 
-def _cached_model_ids(provider: Provider) -> list[str] | None:
-    """The provider's model ids, cached per provider for a minute; None when the listing failed."""
+def cached_model_ids(provider: Provider, *, timeout: float = MODELS_LIST_TIMEOUT) -> list[str] | None:
+    """The provider's model ids, cached per provider for a minute; None when the listing failed
+    (asked for at most `timeout` seconds, and never longer than the provider's own timeout)."""
     # Base URL and key variable are part of the key, so reconfiguring a provider is seen at once.
     fingerprint = hashlib.sha256(f"{provider.pk}|{provider.base_url}|{provider.api_key_env}".encode()).hexdigest()
     cache_key = f"runs:provider-models:{fingerprint}"
@@ -343,7 +344,7 @@ def _cached_model_ids(provider: Provider) -> list[str] | None:
         return list(ids)
     try:
         ids = fetch_model_ids(
-            provider.base_url, api_key=_api_key(provider), timeout=min(provider.timeout, MODELS_LIST_TIMEOUT)
+            provider.base_url, api_key=_api_key(provider), timeout=min(provider.timeout, timeout)
         )
     except ProviderError as error:
         logger.info("model listing failed: provider=%s code=%s status=%s", provider.name, error.code, error.status)
@@ -360,7 +361,7 @@ def check_model(*, provider: Provider, model_id: str) -> None:
     """
     _ensure_enabled(provider)
     if provider.kind == Provider.Kind.OPENAI_COMPATIBLE:
-        ids = _cached_model_ids(provider)
+        ids = cached_model_ids(provider)
         if ids is not None and model_id not in ids:
             shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
             raise ProviderError(
