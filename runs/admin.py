@@ -1,36 +1,190 @@
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import URLPattern, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from llmops.admin import ReadOnlyAdmin
 from llmops.money import money_str
 from runs import batch_selectors
+from runs.admin_filters import BatchFilter, ProjectFilter, PromptFilter, UnpricedFilter
+from runs.admin_try import TryPages, cost_str
 from runs.models import Batch, BatchItem, Run
+
+
+def conversation_messages(rendered_input: Any) -> list[dict[str, str]]:
+    """A run's input as role + text blocks, whatever shape the stored JSON has."""
+    if not isinstance(rendered_input, list):
+        return [{"role": "input", "content": _json(rendered_input)}]
+    messages = []
+    for message in rendered_input:
+        if isinstance(message, dict):
+            content = message.get("content", "")
+            text = content if isinstance(content, str) else _json(content)  # e.g. a list of parts
+            messages.append({"role": str(message.get("role", "?")), "content": text})
+        else:
+            messages.append({"role": "?", "content": _json(message)})
+    return messages
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _json_block(value: Any) -> SafeString:
+    return format_html('<pre class="run-json">{}</pre>', _json(value))
+
+
+USAGE_FIELDS = ["prompt_tokens", "completion_tokens", "total_tokens", "tokens_estimated"]
 
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    """Read-only: runs are created through the API or commands and finished by workers."""
+    """Read-only: runs are created through the API, commands, or "Run this version" (runs.admin_try,
+    through the same service), and finished by workers."""
 
     list_display = [
         "id",
         "project",
-        "prompt_version",
+        "prompt",
         "provider",
         "model",
         "status",
         "total_tokens",
+        "cost",
         "latency_ms",
+        "attempts",
+        "error_code",
         "created_at",
     ]
-    list_filter = ["status", "provider", "tokens_estimated", "created_at"]
-    search_fields = ["id", "project__slug", "prompt_version__prompt__name", "model", "error_code", "idempotency_key"]
-    list_select_related = ["project", "prompt_version__prompt"]
+    list_filter = [
+        ProjectFilter,
+        "status",
+        PromptFilter,
+        "model",
+        "provider",
+        "created_at",
+        BatchFilter,
+        UnpricedFilter,
+    ]
+    search_fields = [
+        "id",
+        "project__slug",
+        "prompt_version__prompt__name",
+        "model",
+        "error_code",
+        "error_message",
+        "output",
+        "idempotency_key",
+    ]
+    # cost_log is the reverse one-to-one of billing.CostLog: joined, so the cost column costs no query.
+    list_select_related = ["project", "prompt_version__prompt", "cost_log"]
     date_hierarchy = "created_at"
-    exclude = ["request_hash"]
+    # request_hash and the queue's bookkeeping (enqueued_at, lease_expires_at) are left out.
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "status",
+                    "project",
+                    "prompt_version_link",
+                    "batch_link",
+                    "provider",
+                    "model",
+                    "created_by",
+                    "api_key",
+                    "created_at",
+                ]
+            },
+        ),
+        ("Conversation", {"fields": ["conversation"]}),
+        ("Usage", {"fields": [*USAGE_FIELDS, "latency_ms", "cost"]}),
+        ("Outcome", {"fields": ["attempts", "error", "finish_reason", "started_at", "finished_at", "next_attempt_at"]}),
+        ("Request", {"fields": ["variables_json", "params_json", "metadata_json", "idempotency_key"]}),
+    ]
+    readonly_fields = [
+        "prompt_version_link",
+        "batch_link",
+        "conversation",
+        "cost",
+        "error",
+        "variables_json",
+        "params_json",
+        "metadata_json",
+    ]
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the defaults: their `<path:object_id>/` catch-all would swallow `try/...`.
+        return [*TryPages(self).urls(), *super().get_urls()]
+
+    @admin.display(description="prompt", ordering="prompt_version__prompt__name")
+    def prompt(self, run: Run) -> str:
+        return f"{run.prompt_version.prompt.name} v{run.prompt_version.number}"
+
+    @admin.display(description="cost (USD)")
+    def cost(self, run: Run) -> str:
+        return cost_str(run)
+
+    @admin.display(description="prompt version")
+    def prompt_version_link(self, run: Run) -> SafeString:
+        url = reverse(f"{self.admin_site.name}:prompts_promptversion_change", args=[run.prompt_version_id])
+        return format_html('<a href="{}">{}</a>', url, self.prompt(run))
+
+    @admin.display(description="batch")
+    def batch_link(self, run: Run) -> SafeString | str:
+        item = BatchItem.objects.filter(run=run).select_related("batch").first()
+        if item is None:
+            return "-"
+        batch_url = reverse(f"{self.admin_site.name}:runs_batch_change", args=[item.batch_id])
+        runs_url = reverse(f"{self.admin_site.name}:runs_run_changelist")
+        return format_html(
+            '<a href="{}">{}</a>, item {} (line {}); <a href="{}?{}={}">all its runs</a>',
+            batch_url,
+            item.batch,
+            item.key,
+            item.line,
+            runs_url,
+            BatchFilter.parameter_name,
+            item.batch_id,
+        )
+
+    @admin.display(description="input and output")
+    def conversation(self, run: Run) -> str:
+        notes = {
+            Run.Status.QUEUED: "No output yet: the run is queued.",
+            Run.Status.RUNNING: "No output yet: the run is running.",
+        }
+        context = {
+            "messages": conversation_messages(run.rendered_input),
+            "reply": run.output,
+            "reply_note": notes.get(Run.Status(run.status), f"No output: the run {run.status}."),
+        }
+        return render_to_string("admin/runs/run/conversation.html", context)
+
+    @admin.display(description="error")
+    def error(self, run: Run) -> SafeString | str:
+        if not run.error_code:
+            return "-"
+        return format_html("<code>{}</code>: {}", run.error_code, run.error_message)
+
+    @admin.display(description="variables")
+    def variables_json(self, run: Run) -> SafeString:
+        return _json_block(run.variables)
+
+    @admin.display(description="params")
+    def params_json(self, run: Run) -> SafeString:
+        return _json_block(run.params)
+
+    @admin.display(description="metadata")
+    def metadata_json(self, run: Run) -> SafeString:
+        return _json_block(run.metadata)
 
 
 class _FirstItemsFormSet(BaseInlineFormSet):
@@ -87,7 +241,9 @@ class BatchAdmin(ReadOnlyAdmin):
         "total_cost",
         "created_at",
         "finished_at",
+        "runs_link",
     ]
+    readonly_fields = ["runs_link"]
     list_filter = ["status", "created_at"]
     search_fields = ["id", "name", "project__slug", "prompt_version__prompt__name"]
     list_select_related = ["project", "prompt_version__prompt"]
@@ -126,3 +282,8 @@ class BatchAdmin(ReadOnlyAdmin):
     @admin.display(description="cost (USD)")
     def total_cost(self, batch: Batch) -> str:
         return money_str(batch_selectors.batch_progress(batch)["total_cost"])
+
+    @admin.display(description="runs")
+    def runs_link(self, batch: Batch) -> SafeString:
+        url = reverse(f"{self.admin_site.name}:runs_run_changelist")
+        return format_html('<a href="{}?{}={}">runs</a>', url, BatchFilter.parameter_name, batch.pk)
