@@ -16,6 +16,7 @@ from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
 from providers.tests.openai_server import answer
 from runs.models import Run
+from runs.tests.factories import RunFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,3 +178,60 @@ def test_the_workbench_from_a_new_prompt_to_production_a_run_and_its_cost(
     assert page.locator("#by-model tr.group-row").first.get_attribute("data-cost") == cost
     assert cost in page.inner_text("#total-cost")
     admin_browser.shot("cost-dashboard")
+
+
+def test_runs_as_conversations_keys_from_the_project_page_and_a_label_rolled_back(admin_browser):
+    """The rest of the console: filtered runs and a run read as a conversation; a key created from
+    the project's page (shown once), then rotated; production rolled back in one click."""
+    staff = admin_browser.user
+    project = staff.personal_project
+    page = admin_browser.page
+    prompt, v1 = prompt_with_version(staff, name="support")
+    prompt_services.prompt_version_create(prompt=prompt, created_by=staff, template="Answer {{ name }} kindly.")
+    for number in (1, 2):
+        prompt_services.label_move(prompt=prompt, label="production", version_number=number, moved_by=staff)
+    RunFactory(
+        owner=staff,
+        prompt_version=v1,
+        rendered_input=[
+            {"role": "system", "content": "You answer in one line. <b>not bold</b>"},
+            {"role": "user", "content": "Where is my parcel?"},
+        ],
+        output="It left the depot this morning.",
+    )
+    RunFactory(owner=staff, prompt_version=v1, status=Run.Status.FAILED, output="", error_code="rate_limited")
+
+    admin_browser.go(f"/admin/runs/run/?status__exact=succeeded&project={project.pk}")
+    assert page.locator("#result_list tbody tr").count() == 1
+    admin_browser.shot("runs-filtered")
+    page.locator("#result_list tbody tr a").first.click()
+    page.wait_for_load_state()
+    text = admin_browser.text()
+    assert "Where is my parcel?" in text and "It left the depot this morning." in text
+    assert "<b>not bold</b>" in text  # shown as typed, never as markup
+    admin_browser.shot("run-as-a-conversation")
+
+    admin_browser.go(f"/admin/accounts/project/{project.pk}/change/")
+    admin_browser.follow("#add-api-key")
+    page.fill("#id_name", "ci-deploys")
+    admin_browser.follow("input[name=_save]")
+    plaintext = page.inner_text("#api-key-plaintext").strip()
+    assert plaintext.startswith("llm") or len(plaintext) > 20
+    admin_browser.shot("key-created-shown-once")
+    admin_browser.follow("#back-to-project")
+    assert plaintext not in page.content()
+    row = page.locator(".api-key-row", has_text="ci-deploys")
+    assert "active" in row.locator(".key-status").inner_text().lower()
+    admin_browser.shot("project-keys-budgets-members")
+    with page.expect_navigation():
+        row.locator(".key-rotate").click()
+    admin_browser.follow("#confirm-rotate")
+    rotated = page.inner_text(".api-key-plaintext").strip()
+    assert rotated and rotated != plaintext
+    admin_browser.shot("key-rotated")
+
+    admin_browser.go(f"/admin/prompts/prompt/{prompt.pk}/change/")
+    admin_browser.follow("input.rollback-button")
+    assert "Production rolled back from v2 to v1." in admin_browser.text()
+    assert page.locator(".label-row[data-label=production] .label-version").inner_text() == "v1"
+    admin_browser.shot("production-rolled-back")
