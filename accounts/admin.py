@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from accounts import project_services, services
 from accounts.models import APIKey, Membership, Project, Role, Scope, User, all_scopes, role_at_least
-from llmops.admin import ShownOnce, ShowSecretOnceMixin
+from llmops.admin import (
+    RefusableForm,
+    ServiceRefused,
+    ServiceWritesMixin,
+    ShownOnce,
+    ShowSecretOnceMixin,
+    service_refusal,
+)
 from llmops.errors import Conflict, DomainError
 from llmops.money import money_str
 
@@ -32,38 +39,43 @@ class UserAdmin(DjangoUserAdmin):
     ordering = ["username"]
 
 
-class APIKeyChangeForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(
-        choices=Scope.choices, initial=all_scopes, widget=forms.CheckboxSelectMultiple, help_text="Granted scopes."
-    )
-
-    class Meta:
-        model = APIKey
-        fields = ["name", "expires_at", "scopes"]
-
-    def clean_scopes(self) -> list[str]:
-        return services.scopes_clean(scopes=self.cleaned_data["scopes"])
-
-
-def key_manager_refusal(*, user: User, project: Project) -> str | None:
-    """Why `user`, on an admin page, may not create, rotate or revoke the keys of `project`; None when
-    they may. A superuser may; other staff need the admin role in the project, as api_key_create
-    needs of a key's creator."""
+def key_manager_refusal(*, user: User, project: Project, action: str = "Creating, rotating and revoking") -> str | None:
+    """Why `user`, on an admin page, may not create, rotate, revoke or change (`action`, for the
+    message) the keys of `project`; None when they may. A superuser may; other staff need the admin
+    role in the project, as api_key_create needs of a key's creator."""
     if user.is_superuser:
         return None
     role = services.member_role(project=project, user=user)
     if role is not None and role_at_least(role, Role.ADMIN):
         return None
-    return (
-        f"Creating, rotating and revoking the API keys of {project} needs the admin role in it; "
-        f"you are {role or 'not a member'}."
+    return f"{action} the API keys of {project} needs the admin role in it; you are {role or 'not a member'}."
+
+
+class APIKeyChangeForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, initial=all_scopes, widget=forms.CheckboxSelectMultiple, help_text="Granted scopes."
     )
-
-
-class APIKeyAddForm(APIKeyChangeForm):
     # The staff user on the page; set by APIKeyAdmin.get_form.
     acting_user: User | None = None
 
+    class Meta:
+        model = APIKey
+        fields = ["name", "expires_at", "scopes"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if not self.instance._state.adding and self.acting_user is not None:
+            # Scopes and limits are what the key may do: the rule for making and revoking keys applies.
+            refusal = key_manager_refusal(user=self.acting_user, project=self.instance.project, action="Changing")
+            if refusal is not None:
+                self.add_error(None, refusal)
+        return cleaned
+
+    def clean_scopes(self) -> list[str]:
+        return services.scopes_clean(scopes=self.cleaned_data["scopes"])
+
+
+class APIKeyAddForm(APIKeyChangeForm):
     class Meta(APIKeyChangeForm.Meta):
         fields = ["project", "created_by", "name", "expires_at", "scopes"]
 
@@ -104,7 +116,8 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     """Keys are created here (the plaintext is shown once, on the page after saving), rotated (likewise)
     and revoked, in bulk by the changelist's actions or one at a time by `<pk>/rotate/` and
     `<pk>/revoke/` (the project page's buttons); the secret hashes are never displayed. Staff who are
-    not superusers do these only in projects they are an admin of (key_manager_refusal)."""
+    not superusers do these, and change a key's name, expiry, scopes and limits, only in projects
+    they are an admin of (key_manager_refusal)."""
 
     form = APIKeyChangeForm
     list_display = [
@@ -161,13 +174,16 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
     def scope_list(self, obj: APIKey) -> str:
         return ", ".join(obj.scopes)
 
+    def has_delete_permission(self, request: HttpRequest, obj: APIKey | None = None) -> bool:
+        # Revoking is how a key ends (it keeps the record of whose runs it made); deleting one bypasses
+        # the project's role rules, so only a superuser may.
+        return bool(request.user.is_superuser) and super().has_delete_permission(request, obj)
+
     def get_form(self, request: HttpRequest, obj: APIKey | None = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
             kwargs["form"] = APIKeyAddForm
         form = super().get_form(request, obj, change=change, **kwargs)
-        if obj is None:
-            form = type(form.__name__, (form,), {"acting_user": request.user})
-        return form
+        return type(form.__name__, (form,), {"acting_user": request.user})
 
     def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> Any:
         return ["project", "created_by", "name", "expires_at", "scopes"] if obj is None else self.fields
@@ -359,81 +375,14 @@ class APIKeyAdmin(ShowSecretOnceMixin, admin.ModelAdmin):
 # the last owner stays (409), and a removed member's keys in the project are revoked with them.
 
 
-class _Refused(Exception):
-    """A service refused a write the admin's forms had accepted (`on`: "form" or "members"; for
-    "members", `member` is the refused row's user and `field` the row's field it is shown at, None
-    for the row as a whole)."""
+class _MemberRefused(ServiceRefused):
+    """A member service's refusal of a row of the project page's members inline: `member` is the
+    refused row's user and `field` the row's field it is shown at, None for the row as a whole."""
 
-    def __init__(self, error: DomainError, *, on: str, who: str = "", member: Any = None, field: str | None = None):
-        super().__init__(error.message)
-        self.error = error
-        self.on = on
-        self.text = f"{who}: {error.message}" if who else error.message
+    def __init__(self, error: DomainError, *, who: str, member: Any, field: str | None):
+        super().__init__(error, on="members", who=who)
         self.member = member
         self.field = field
-
-
-def _refusal(request: HttpRequest, on: str) -> _Refused | None:
-    refused: _Refused | None = getattr(request, "_service_refusal", None)
-    return refused if refused is not None and refused.on == on else None
-
-
-class _RefusableForm(forms.ModelForm):
-    """Shows the refusal of the save it made, on its fields (`refusal` is set on the second pass)."""
-
-    refusal: DomainError | None = None
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or {}
-        if self.refusal is not None:
-            if not self.refusal.fields:
-                self.add_error(None, self.refusal.message)
-            for name, problems in self.refusal.fields.items():
-                self.add_error(name if name in self.fields else None, [f"{name}: {problem}" for problem in problems])
-        return cleaned
-
-
-class ServiceWritesMixin:
-    """For admins whose saves and deletes call services that may refuse (a DomainError): a refusal is
-    an error on the page, never a 500.
-
-    The admin saves (and deletes) in one transaction, so a refusal raised out of it has rolled back
-    everything the submission wrote, the admin log entry included. The change page then comes back
-    with the submitted data and the refusal on the form (`_RefusableForm`) or the inline
-    (`MembershipFormSet`); a refused delete comes back as an error message on the object's page.
-    """
-
-    admin_site: Any
-    opts: Any
-
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
-        except _Refused as refused:
-            request._service_refusal = refused  # type: ignore[attr-defined]
-            # Validation fails this time, on the refusal: nothing is saved, the form is rendered.
-            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
-        try:
-            return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
-        except _Refused as refused:
-            self.message_user(request, refused.text, messages.ERROR)  # type: ignore[attr-defined]
-            url = reverse(
-                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
-                args=[quote(unquote(object_id))],
-                current_app=self.admin_site.name,
-            )
-            return HttpResponseRedirect(url)
-
-    def get_actions(self, request: HttpRequest) -> Any:
-        # The bulk delete deletes the rows directly (and counts its success before knowing it), so
-        # these are deleted one at a time, from their page, through the service.
-        actions = super().get_actions(request)  # type: ignore[misc]
-        actions.pop("delete_selected", None)
-        return actions
 
 
 def _raw_id_user_field(admin_site: Any, **kwargs: Any) -> forms.ModelChoiceField:
@@ -444,7 +393,7 @@ def _raw_id_user_field(admin_site: Any, **kwargs: Any) -> forms.ModelChoiceField
     )
 
 
-class ProjectForm(_RefusableForm):
+class ProjectForm(RefusableForm):
     slug = forms.RegexField(regex=project_services.SLUG_PATTERN, max_length=50, help_text=project_services.SLUG_HELP)
 
     class Meta:
@@ -466,7 +415,7 @@ class ProjectAddForm(ProjectForm):
         fields = ["name", "slug"]
 
 
-class MembershipInlineForm(_RefusableForm):
+class MembershipInlineForm(RefusableForm):
     class Meta:
         model = Membership
         fields = ["user", "role"]
@@ -487,7 +436,7 @@ class MembershipFormSet(BaseInlineFormSet):
     """Saved by ProjectAdmin.save_formset through the member services; `refusal` is set on the
     second pass after one refused, and shown above the members and on the refused member's row."""
 
-    refusal: _Refused | None = None
+    refusal: _MemberRefused | None = None
 
     def clean(self) -> None:
         super().clean()
@@ -518,8 +467,8 @@ class MembershipInline(admin.TabularInline):
 
     def get_formset(self, request: HttpRequest, obj: Project | None = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
-        refused = _refusal(request, "members")
-        if refused is not None:
+        refused = service_refusal(request, "members")
+        if isinstance(refused, _MemberRefused):
             formset = type(formset.__name__, (formset,), {"refusal": refused})
         return formset
 
@@ -587,9 +536,6 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
             form.base_fields["owner"] = _raw_id_user_field(
                 self.admin_site, help_text="The project's first owner; more members are added on its page."
             )
-        refused = _refusal(request, "form")
-        if refused is not None:
-            form = type(form.__name__, (form,), {"refusal": refused.error})
         return form
 
     def has_delete_permission(self, request: HttpRequest, obj: Project | None = None) -> bool:
@@ -609,7 +555,7 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     name=data["name"], created_by=data["owner"], slug=data["slug"] or None
                 )
         except DomainError as error:
-            raise _Refused(error, on="form") from error
+            raise ServiceRefused(error) from error
         # The admin logs and redirects with `obj`: give it the saved row's values.
         for field in Project._meta.concrete_fields:
             setattr(obj, field.attname, getattr(project, field.attname))
@@ -619,7 +565,7 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
         try:
             project_services.project_delete(project=obj, role=None)
         except DomainError as error:
-            raise _Refused(error, on="form") from error
+            raise ServiceRefused(error) from error
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """The members inline, through member_add, member_set_role and member_remove, in an order that
@@ -661,7 +607,7 @@ class ProjectAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     field = None
                 else:
                     field = next((name for name in error.fields if name in member_form.fields), "role")
-                raise _Refused(error, on="members", who=str(user), member=user.pk, field=field) from error
+                raise _MemberRefused(error, who=str(user), member=user.pk, field=field) from error
         for note in notes:
             self.message_user(request, note, messages.INFO)
 
@@ -756,7 +702,7 @@ class MembershipAdmin(ServiceWritesMixin, admin.ModelAdmin):
     """Memberships, written through accounts.project_services like the project page's inline:
     deleting one revokes the member's keys in the project; the last owner stays."""
 
-    form = _RefusableForm
+    form = RefusableForm
     list_display = ["user", "project", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__username", "user__email", "project__slug", "project__name"]
@@ -770,13 +716,6 @@ class MembershipAdmin(ServiceWritesMixin, admin.ModelAdmin):
         # Only the role changes; moving a membership is a removal and an addition.
         return [] if obj is None else ["project", "user", "created_at", "updated_at"]
 
-    def get_form(self, request: HttpRequest, obj: Membership | None = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        refused = _refusal(request, "form")
-        if refused is not None:
-            form = type(form.__name__, (form,), {"refusal": refused.error})
-        return form
-
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
         data = form.cleaned_data
         try:
@@ -789,7 +728,7 @@ class MembershipAdmin(ServiceWritesMixin, admin.ModelAdmin):
                     project=data["project"], user=data["user"], role=data["role"], acting_role=None
                 )
         except DomainError as error:
-            raise _Refused(error, on="form") from error
+            raise ServiceRefused(error) from error
         for field in Membership._meta.concrete_fields:
             setattr(obj, field.attname, getattr(membership, field.attname))
         obj._state.adding = False
@@ -798,5 +737,5 @@ class MembershipAdmin(ServiceWritesMixin, admin.ModelAdmin):
         try:
             revoked = project_services.member_remove(project=obj.project, user=obj.user, acting_role=None)
         except DomainError as error:
-            raise _Refused(error, on="form", who=str(obj.user)) from error
+            raise ServiceRefused(error, who=str(obj.user)) from error
         self.message_user(request, f"Revoked {revoked} of {obj.user}'s API key(s) in {obj.project}.", messages.INFO)

@@ -1,6 +1,6 @@
 from datetime import UTC
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -10,10 +10,12 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
+from accounts.models import Project, Role, User
+from accounts.staff import staff_role_check
 from billing import dashboard, selectors, services
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
-from llmops.admin import ReadOnlyAdmin
-from llmops.errors import ValidationFailed
+from llmops.admin import ReadOnlyAdmin, RefusableForm, ServiceRefused, ServiceWritesMixin
+from llmops.errors import DomainError, ValidationFailed
 from llmops.money import money_str
 
 
@@ -147,6 +149,12 @@ class CostLogAdmin(ReadOnlyAdmin):
         return _money(log.total_cost)
 
 
+def _role_check(request: HttpRequest, *, project: Project) -> None:
+    """Staff who are not superusers add, change and delete budgets as an admin of the project, as the
+    API requires (InsufficientRole otherwise)."""
+    staff_role_check(user=cast(User, request.user), project=project, minimum=Role.ADMIN, action="managing budgets")
+
+
 class BudgetScopeFilter(admin.SimpleListFilter):
     title = "scope"
     parameter_name = "scope"
@@ -162,14 +170,44 @@ class BudgetScopeFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _per_window(budget: Budget) -> str:
+    return f"{_money(budget.amount)} USD per {budget.window}"
+
+
+class BudgetForm(RefusableForm):
+    class Meta:
+        model = Budget
+        fields = ["project", "api_key", "amount", "window"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        project, api_key = cleaned.get("project"), cleaned.get("api_key")
+        if self.instance._state.adding and project is not None:
+            # budget_create refuses it too (409), but without naming a field; an error at the field also
+            # keeps the unique constraints' generic messages off the page.
+            existing = Budget.objects.filter(project=project, api_key=api_key).first()
+            if existing is not None and api_key is None:
+                self.add_error(
+                    "project",
+                    f"This project already has a project-wide budget ({_per_window(existing)}); edit that one, "
+                    "or choose an API key to give one key a budget of its own.",
+                )
+            elif existing is not None:
+                self.add_error("api_key", f"This key already has a budget ({_per_window(existing)}); edit that one.")
+        return cleaned
+
+
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(ServiceWritesMixin, admin.ModelAdmin):
     """Spent, reserved and remaining are computed for the current window (UTC), as the API shows them.
 
     Written through billing.services, as the API does: a change takes the budget's lock like a
-    reservation does, and changes only the amount and window.
+    reservation does, and changes only the amount and window. A refusal is shown on the page
+    (ServiceWritesMixin), and staff who are not superusers need the admin role in the budget's project,
+    as the API needs of a member.
     """
 
+    form = BudgetForm
     list_display = ["project", "api_key", "amount_usd", "window", "spent", "reserved", "remaining", "updated_at"]
     list_filter = ["window", BudgetScopeFilter]
     search_fields = ["project__slug", "api_key__prefix", "api_key__name"]
@@ -185,27 +223,32 @@ class BudgetAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Budget, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        if change:
-            budget = services.budget_update(budget=obj, amount=data["amount"], window=data["window"])
-        else:
-            api_key = data.get("api_key")
-            budget = services.budget_create(
-                project=data["project"],
-                amount=data["amount"],
-                window=data["window"],
-                api_key_id=api_key.pk if api_key is not None else None,
-            )
+        try:
+            # On a change the project is read-only: obj's is the stored one.
+            _role_check(request, project=obj.project if change else data["project"])
+            if change:
+                budget = services.budget_update(budget=obj, amount=data["amount"], window=data["window"])
+            else:
+                api_key = data.get("api_key")
+                budget = services.budget_create(
+                    project=data["project"],
+                    amount=data["amount"],
+                    window=data["window"],
+                    api_key_id=api_key.pk if api_key is not None else None,
+                )
+        except DomainError as error:
+            raise ServiceRefused(error) from error
         # The admin logs and redirects with `obj`: give it the saved row's values.
         for field in Budget._meta.concrete_fields:
             setattr(obj, field.attname, getattr(budget, field.attname))
         obj._state.adding = False
 
     def delete_model(self, request: HttpRequest, obj: Budget) -> None:
-        services.budget_delete(budget=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Budget]) -> None:
-        for budget in queryset:
-            services.budget_delete(budget=budget)
+        try:
+            _role_check(request, project=obj.project)
+            services.budget_delete(budget=obj)
+        except DomainError as error:
+            raise ServiceRefused(error) from error
 
     @admin.display(description="amount (USD)", ordering="amount")
     def amount_usd(self, budget: Budget) -> str:
