@@ -1,6 +1,7 @@
 """Reads for prompts. Every lookup is scoped to its project: another user's prompt is "not found"."""
 
 import uuid
+from dataclasses import dataclass
 
 from django.db.models import Prefetch, QuerySet
 
@@ -18,14 +19,17 @@ def prompt_list(*, project: Project, include_archived: bool = False) -> QuerySet
     return prompts.order_by("name")
 
 
+def _ref_lookup(ref: str, prefix: str = "") -> dict[str, object]:
+    """A prompt's `ref` as a filter: its UUID if it is one, else its name."""
+    try:
+        return {f"{prefix}pk": uuid.UUID(str(ref))}
+    except ValueError:
+        return {f"{prefix}name": ref}
+
+
 def prompt_get(*, project: Project, ref: str) -> Prompt:
     """A prompt by UUID or by name."""
-    lookup: dict[str, object]
-    try:
-        lookup = {"pk": uuid.UUID(str(ref))}
-    except ValueError:
-        lookup = {"name": ref}
-    prompt = prompt_list(project=project, include_archived=True).filter(**lookup).first()
+    prompt = prompt_list(project=project, include_archived=True).filter(**_ref_lookup(ref)).first()
     if prompt is None:
         raise NotFound("Prompt not found.")
     return prompt
@@ -60,6 +64,62 @@ def version_resolve(*, prompt: Prompt, version: int | None = None, label: str | 
     if target is None:
         raise ValidationFailed(f"Label {label!r} does not exist.", fields={"label": ["No such label on this prompt."]})
     return target.version
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    """A resolved version, not loaded: its id, and the two things its API shape shows that can change
+    although the version cannot (the prompt's name, in the admin; its creator's username)."""
+
+    version_id: uuid.UUID
+    prompt_name: str
+    created_by: str | None
+
+
+def version_resolve_ref(
+    *, project: Project, ref: str, version: int | None = None, label: str | None = None
+) -> ResolvedRef:
+    """What prompt `ref` at `version`, `label` or (neither) `latest` resolves to, in one query that
+    reads no version content (a cache's revalidation needs no more). Not both `version` and `label`.
+
+    A miss is a NotFound: of the prompt (as prompt_get, so another project's prompt looks the same as
+    none), or naming `version` or `label`; telling which costs a query more.
+    """
+    if version is not None and label is not None:
+        raise ValidationFailed("Give a version or a label, not both.", fields={"label": ["Not with version."]})
+    columns = ("pk", "prompt__name", "created_by__username")
+    versions = PromptVersion.objects.filter(prompt__project=project, **_ref_lookup(ref, "prompt__"))
+    if version is not None:
+        row = versions.filter(number=version).values_list(*columns).first()
+    elif label is None or label == LATEST_LABEL:
+        # The highest number: a backward scan of promptversion_prompt_number_uniq.
+        row = versions.order_by("-number").values_list(*columns).first()
+    else:
+        row = (
+            PromptLabel.objects.filter(prompt__project=project, name=label, **_ref_lookup(ref, "prompt__"))
+            .values_list("version_id", "prompt__name", "version__created_by__username")
+            .first()
+        )
+    if row is not None:
+        return ResolvedRef(version_id=row[0], prompt_name=row[1], created_by=row[2])
+    prompt_get(project=project, ref=ref)  # raises when the prompt is what is missing
+    if version is not None:
+        raise NotFound(f"Version {version} of this prompt does not exist.", fields={"version": ["No such version."]})
+    if label is None or label == LATEST_LABEL:
+        raise NotFound("The prompt has no versions.")
+    raise NotFound(f"Label {label!r} does not exist.", fields={"label": ["No such label on this prompt."]})
+
+
+def version_get_by_id(*, project: Project, version_id: uuid.UUID) -> PromptVersion:
+    """A version of the project's, with its prompt and creator (for a ResolvedRef just resolved)."""
+    version = (
+        PromptVersion.objects.filter(pk=version_id, prompt__project=project)
+        .select_related("prompt", "created_by")
+        .first()
+    )
+    if version is None:
+        raise NotFound("Version not found.")
+    return version
 
 
 def label_list(*, prompt: Prompt) -> QuerySet[PromptLabel]:

@@ -233,6 +233,7 @@ def test_a_prompts_read_key_reads_and_renders_but_cannot_write(alice, alices_pro
         "versions": client.get("/api/v1/prompts/greet/versions"),
         "version": client.get("/api/v1/prompts/greet/versions/1"),
         "labels": client.get("/api/v1/prompts/greet/labels"),
+        "resolve": client.get("/api/v1/prompts/greet/resolve"),
         "render": client.post("/api/v1/prompts/greet/render", {"variables": {"name": "Ann"}}, format="json"),
     }
     writes = {

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from llmops.schema import NON_BLANK, exactly_one_of, not_together
 from llmops.serializers import StrictInputSerializer
 from prompts import services
-from prompts.models import LabelMove, Prompt, PromptLabel, PromptVersion
+from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
 from prompts.rendering import CHAT_ROLES, VARIABLE_TYPES
 from providers.checks import MODEL_PATTERN
 
@@ -128,6 +128,38 @@ class VersionSerializer(serializers.ModelSerializer):
             "created_by",
             "created_at",
         ]
+        read_only_fields = fields
+
+
+class ResolveQuerySerializer(serializers.Serializer):
+    # Query data: DRF's conversions of strings are the point, so not a TypedInputSerializer. Unknown
+    # parameters are ignored, as by the other GETs (`project` names the project).
+    label = serializers.SlugField(  # type: ignore[assignment]
+        max_length=50, required=False, help_text=f"A label, or `{LATEST_LABEL}` (the default). Not with `version`."
+    )
+    version = serializers.IntegerField(min_value=1, required=False, help_text="A version number. Not with `label`.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "version" in attrs and "label" in attrs:
+            raise serializers.ValidationError({"label": ["Give a version or a label, not both."]})
+        return attrs
+
+
+class ResolveRequestedSerializer(serializers.Serializer):
+    label = serializers.CharField(  # type: ignore[assignment]
+        allow_null=True, help_text=f"The label asked for (`{LATEST_LABEL}` if neither)."
+    )
+    version = serializers.IntegerField(allow_null=True, help_text="The version number asked for.")
+
+
+class ResolvedVersionSerializer(VersionSerializer):
+    """A version as GET /versions/{number} shows it, with its prompt's name and what was asked for."""
+
+    prompt_name = serializers.CharField(source="prompt.name", read_only=True)
+    requested = ResolveRequestedSerializer(read_only=True, help_text="The label or version asked for.")
+
+    class Meta(VersionSerializer.Meta):
+        fields = [*VersionSerializer.Meta.fields, "prompt_name", "requested"]
         read_only_fields = fields
 
 

@@ -1,6 +1,9 @@
+import hashlib
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import HttpResponseNotModified
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -23,6 +26,8 @@ from prompts.api.serializers import (
     PromptUpdateSerializer,
     RenderedSerializer,
     RenderInputSerializer,
+    ResolvedVersionSerializer,
+    ResolveQuerySerializer,
     VersionInputSerializer,
     VersionSerializer,
 )
@@ -33,6 +38,10 @@ PROMPT_REF = OpenApiParameter(
 )
 LABEL_HISTORY_LIMIT = 100
 ARCHIVED = OpenApiResponse(ErrorSerializer, description="The prompt is archived (`prompt_archived`).")
+# A resolved version may be kept by the client (`private`: it is the caller's project's, never a shared
+# cache's) but never used unchecked (`no-cache`): a label can move at any time, and a revalidation that
+# finds it where it was is a 304 for one query.
+RESOLVE_CACHE_CONTROL = "private, no-cache"
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 # Request examples for the interactive docs (Swagger UI would otherwise make one up from the schema,
@@ -100,6 +109,51 @@ VERSION_EXAMPLES = [
 ]
 
 
+def resolve_etag(*, version_id: Any, requested: str, prompt_name: str, created_by: str | None) -> str:
+    """A strong validator of a resolve response: the version (immutable) and everything else its body
+    shows, the selector asked for and the two names that can change, so equal tags mean equal bodies."""
+    parts = (str(version_id), requested, prompt_name, created_by or "")
+    return '"{}"'.format(hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32])
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 13.1.2: `*` matches any current representation; otherwise any tag of the list, compared
+    weakly (a `W/` prefix on either side is ignored)."""
+    tags = parse_etags(if_none_match)
+    return "*" in tags or any(tag.removeprefix("W/") == etag.removeprefix("W/") for tag in tags)
+
+
+ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 304],
+    required=True,
+    description=(
+        "Strong validator of this response: the resolved version and what was asked for. It changes when "
+        "the label moves. Send it back in `If-None-Match`."
+    ),
+)
+CACHE_CONTROL_HEADER = OpenApiParameter(
+    "Cache-Control",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 304],
+    required=True,
+    description=f"`{RESOLVE_CACHE_CONTROL}`: keep it, but revalidate every use (a label can move any time).",
+)
+IF_NONE_MATCH_HEADER = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "ETags of the copies you hold (a list, `W/` tags or `*`; weak comparison): if one is current, "
+        "the answer is a 304 with no body."
+    ),
+)
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="List your prompts",
@@ -131,6 +185,7 @@ class PromptViewSet(viewsets.GenericViewSet):
         "retrieve": Scope.PROMPTS_READ,
         "labels": Scope.PROMPTS_READ,
         "render": Scope.PROMPTS_READ,
+        "resolve": Scope.PROMPTS_READ,
         "create": Scope.PROMPTS_WRITE,
         "partial_update": Scope.PROMPTS_WRITE,
         "destroy": Scope.PROMPTS_WRITE,
@@ -203,6 +258,63 @@ class PromptViewSet(viewsets.GenericViewSet):
         version = selectors.version_resolve(prompt=prompt, version=data.get("version"), label=data.get("label"))
         rendered = services.prompt_render(version=version, values=data["variables"])
         return Response({"prompt": prompt.pk, "version": version.number, **rendered})
+
+    @extend_schema(
+        summary="Get the version a label (or a number) resolves to, for clients that cache",
+        description=(
+            "The version `label` points at, or number `version`, or (neither, or `label=latest`) the highest; "
+            "`label` and `version` exclude each other (both: a 400 naming `label`). The body is the version as "
+            "`GET /versions/{number}` shows it, with the prompt's name and what was asked for. Works for "
+            "archived prompts, as their versions stay. A label or version that does not exist is a 404 "
+            "naming `label` or `version`.\n\nCaching: the `ETag` is strong and changes when the label moves; "
+            "send it back in `If-None-Match` to get a 304 with no body while it is current."
+        ),
+        parameters=[PROMPT_REF, ResolveQuerySerializer, IF_NONE_MATCH_HEADER, ETAG_HEADER, CACHE_CONTROL_HEADER],
+        responses={
+            200: ResolvedVersionSerializer,
+            304: OpenApiResponse(description="Not modified: the copy whose ETag you sent is current. No body."),
+            400: OpenApiResponse(
+                ErrorSerializer, description="`label` and `version` together, or malformed; `error.fields` names it."
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description=(
+                    "No such prompt (or in another project), or no such `label` or `version` on it "
+                    "(`error.fields` names which)."
+                ),
+            ),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="resolve")
+    def resolve(self, request: Request, ref: str) -> Response | HttpResponseNotModified:
+        project = request_project(request)
+        # A plain dict, not the QueryDict: DRF would read a blank `?version=` as absent instead of invalid.
+        query = ResolveQuerySerializer(data=request.query_params.dict())
+        if not query.is_valid():
+            self.get_object()  # another project's prompt is a 404 whatever the query says
+            raise ValidationError(query.errors)
+        label, number = query.validated_data.get("label"), query.validated_data.get("version")
+        if number is None and label is None:
+            label = LATEST_LABEL  # the same body, so the same ETag, as `label=latest`
+        requested = f"version={number}" if number is not None else f"label={label}"
+        # The fast path: one query (no version content) decides a revalidation.
+        found = selectors.version_resolve_ref(project=project, ref=ref, version=number, label=label)
+        etag = resolve_etag(
+            version_id=found.version_id, requested=requested, prompt_name=found.prompt_name, created_by=found.created_by
+        )
+        headers = {"ETag": etag, "Cache-Control": RESOLVE_CACHE_CONTROL}
+        if etag_matches(request.headers.get("If-None-Match", ""), etag):
+            return HttpResponseNotModified(headers=headers)
+        version = selectors.version_get_by_id(project=project, version_id=found.version_id)
+        version.requested = {"label": label if number is None else None, "version": number}  # type: ignore[attr-defined]
+        # From the row just read, so the tag always describes the body it comes with.
+        headers["ETag"] = resolve_etag(
+            version_id=version.pk,
+            requested=requested,
+            prompt_name=version.prompt.name,
+            created_by=version.created_by.username if version.created_by else None,
+        )
+        return Response(ResolvedVersionSerializer(version).data, headers=headers)
 
     @extend_schema(summary="Labels and their move history", responses={200: LabelsSerializer}, parameters=[PROMPT_REF])
     @action(detail=True, methods=["get"], url_path="labels", pagination_class=None)

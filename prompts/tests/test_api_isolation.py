@@ -29,6 +29,7 @@ OBJECT_ENDPOINTS: list[tuple[str, str, str, Any, int]] = [
     ("prompt-labels", "get", "prompts/{ref}/labels", None, 200),
     ("prompt-move-label", "put", "prompts/{ref}/labels/production", {"version": 2}, 200),
     ("prompt-render", "post", "prompts/{ref}/render", {"variables": {"name": "Bob"}}, 200),
+    ("prompt-resolve", "get", "prompts/{ref}/resolve?label=production", None, 200),
 ]
 # Endpoints that take no object of someone else: checked by the list tests below.
 LIST_ENDPOINTS = {("prompt-list", "get"), ("prompt-list", "post"), ("apikey-list", "get"), ("apikey-list", "post")}
@@ -143,6 +144,14 @@ def test_bob_gets_404_not_400_for_an_invalid_body(bob_client, alices_prompt, met
     response = _call(bob_client, method, path.format(ref=alices_prompt.name), {"nonsense": True})
 
     assert_error(response, 404, "not_found")
+
+
+@pytest.mark.parametrize("query", ["label=production&version=1", "version=0", "label=no-such-label", "version=9"])
+def test_bob_gets_404_not_400_for_an_invalid_resolve_query(bob_client, alices_prompt, query):
+    """As for bodies: the prompt is looked up first, whatever the query asks."""
+    response = bob_client.get(f"/api/v1/prompts/{alices_prompt.name}/resolve?{query}")
+
+    assert assert_error(response, 404, "not_found")["fields"] == {}
 
 
 def test_bob_with_a_same_named_prompt_only_ever_sees_his_own(bob_client, bob, alices_prompt):
