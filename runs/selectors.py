@@ -4,10 +4,12 @@ import time
 import uuid
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import Project
 from llmops.errors import NotFound
+from runs import notify
 from runs.models import Run
 
 
@@ -48,14 +50,26 @@ def run_get(*, project: Project, run_id: str) -> Run:
     return run
 
 
-def run_wait(*, project: Project, run_id: uuid.UUID, seconds: float, poll_interval: float = 0.1) -> Run:
-    """The run once finished, or as it is after `seconds`."""
+def run_wait(*, project: Project, run_id: uuid.UUID, seconds: float, poll_interval: float | None = None) -> Run:
+    """The run once finished, or as it is after `seconds`.
+
+    Woken when the run finishes (runs.notify), so the answer follows the finish by a notification,
+    not by a poll; the waiter is registered before the first read, so a run finishing in between is
+    not missed. The run is also read every `poll_interval` (RUN_WAIT_POLL_S): a notification that was
+    lost (Redis restarting or down) delays the answer by at most that, never past `seconds`.
+    """
+    if seconds <= 0:
+        return run_get(project=project, run_id=str(run_id))
+    poll = settings.RUN_WAIT_POLL_S if poll_interval is None else poll_interval
     deadline = time.monotonic() + seconds
-    while True:
-        run = run_get(project=project, run_id=str(run_id))
-        if run.is_finished or time.monotonic() >= deadline:
-            return run
-        time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+    with notify.watching(run_id) as finished:
+        while True:
+            run = run_get(project=project, run_id=str(run_id))
+            remaining = deadline - time.monotonic()
+            if run.is_finished or remaining <= 0:
+                return run
+            finished.wait(min(poll, remaining))
+            finished.clear()  # before the next read: a finish notified after it ends the next wait at once
 
 
 # How long the health check waits for one provider's model listing: a monitor must not hang on one.
