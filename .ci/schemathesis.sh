@@ -23,8 +23,13 @@ SEED="${SCHEMATHESIS_SEED:-}"
 
 work="$(mktemp -d)"
 server_pid=""
+provider_pid=""
 
 cleanup() {
+    if [ -n "$provider_pid" ] && kill -0 "$provider_pid" 2>/dev/null; then
+        kill -TERM "$provider_pid"
+        wait "$provider_pid" 2>/dev/null || true
+    fi
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid"
         wait "$server_pid" 2>/dev/null || true
@@ -43,7 +48,7 @@ export SECRET_KEY="schemathesis-only-not-a-secret"
 export ALLOWED_HOSTS="127.0.0.1"
 # Thousands of requests from one key: throttling them would hide the answers under test.
 export RATE_LIMIT_ENABLED="0"
-# Runs go to a provider that refuses connections (below): one attempt each, and no long waits.
+# Runs go to the OpenAI-compatible test server (below), which answers at once; one attempt each.
 export RUN_MAX_ATTEMPTS="1"
 export RUN_WAIT_MAX_S="2"
 export LOG_FORMAT="text"
@@ -63,8 +68,15 @@ User.objects.create_user(username="fuzz", email="fuzz@example.com")
 # second pass, with a key of their own.
 key="$("$PY" manage.py createapikey fuzz --name schemathesis 2>/dev/null)"
 keys_key="$("$PY" manage.py createapikey fuzz --name schemathesis-keys 2>/dev/null)"
-# Nothing listens on port 1: a run fails at once (connection_error) instead of waiting for a model.
-"$PY" manage.py provider set local --kind openai-compatible --base-url http://127.0.0.1:1/v1 >/dev/null
+# The provider is the tests' OpenAI-compatible server (providers/tests/openai_server.py): a run, and a
+# gateway call, gets an answer at once instead of waiting for a model (or a 502 from a dead one).
+"$PY" -m providers.tests.openai_server --models smollm2 >"$work/provider.url" 2>"$work/provider.log" &
+provider_pid=$!
+for _ in $(seq 1 50); do
+    [ -s "$work/provider.url" ] && break
+    sleep 0.1
+done
+"$PY" manage.py provider set local --kind openai-compatible --base-url "$(head -n 1 "$work/provider.url")" >/dev/null
 
 echo "Starting gunicorn on $base"
 "$VENV/bin/gunicorn" llmops.wsgi:application --bind "127.0.0.1:$port" --workers 2 --threads 4 \
@@ -94,7 +106,7 @@ json_field() {  # json_field NAME < JSON
 }
 
 # Real objects for the fuzzer to reach, created through the API itself: a prompt with two
-# versions and a label, and a run (it fails at once: nothing listens on the provider's port).
+# versions and a label, and a run (the test server answers it).
 prompt_id="$(api POST /api/v1/prompts '{"name": "greet", "template": "Hello {{ name }}",
     "variables": {"name": {"type": "string", "default": "world"}}, "model": "local/smollm2"}' | json_field id)"
 api POST /api/v1/prompts/greet/versions '{"messages": [{"role": "user", "content": "Hi {{ name }}"}],
@@ -176,6 +188,15 @@ UNSTATABLE = {
         ("file", "is empty", "a non-empty file"),
     ],
 }
+UNSTATABLE["GET /api/v1/prompts/{ref}/resolve"] = [
+    ("label", "not both", "label and version exclude each other: a relation between two query parameters"),
+]
+UNSTATABLE["POST /v1/chat/completions"] = [
+    ("model", "provider|has no model", PROVIDER),
+    ("messages", "Required", "messages are required when `model` is not a prompt: a relation between two fields"),
+    ("variables", "Only a prompt", "variables only with a prompt: a relation between two fields"),
+    ("variables.", "", RENDERS),
+]
 UNSTATABLE["POST /api/v1/run"] = [
     *UNSTATABLE["POST /api/v1/runs"],
     ("prompt_version_id", "No such prompt version", EXISTS),
@@ -193,6 +214,7 @@ FREE_FORM_KEYS = {
     "POST /api/v1/keys/{id}/rotate",
     "POST /api/v1/webhooks",
     "PATCH /api/v1/webhooks/{id}",
+    "POST /v1/chat/completions",
 }
 ALLOWS_400 = sorted({*UNSTATABLE, *FREE_FORM_KEYS})
 

@@ -12,6 +12,7 @@ from accounts.models import APIKey
 from accounts.services import APIKeyInvalid, api_key_authenticate
 from llmops.errors import error_body
 from llmops.metrics import RATE_LIMIT_REJECTIONS
+from llmops.openai_errors import is_openai_path, openai_error_body
 
 
 def _authenticated_api_key(request: HttpRequest) -> APIKey | None:
@@ -34,7 +35,7 @@ def _authenticated_api_key(request: HttpRequest) -> APIKey | None:
 
 
 class RateLimitMiddleware:
-    """Counts every /api/ request before its view runs, so failed requests count too, and answers 429
+    """Counts every /api/ and /v1/ (gateway) request before its view runs, so failed requests count too, and answers 429
     over the limit. Every counted response carries X-RateLimit-Limit, -Remaining and -Reset."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -49,7 +50,10 @@ class RateLimitMiddleware:
         if usage is None:
             return self.get_response(request)
         if usage.exceeded:
-            response: HttpResponse = JsonResponse(error_body("rate_limited", limit.message), status=429)
+            body = error_body("rate_limited", limit.message)
+            if is_openai_path(request.path_info):
+                body = openai_error_body(body, 429)
+            response: HttpResponse = JsonResponse(body, status=429)
             response["Retry-After"] = str(usage.reset)
             RATE_LIMIT_REJECTIONS.labels(limit.group.removeprefix("llmops.")).inc()
         else:

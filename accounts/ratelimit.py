@@ -38,7 +38,7 @@ RATE_FORMAT_HELP = "Use N/s, N/m, N/h or N/d with N at least 1, e.g. '600/m'."
 _PERIOD_NAMES = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 # Run creation, by URL name: POST /api/v1/runs and its alias POST /api/v1/run (runs.api.urls).
-RUN_CREATE_URL_NAMES = frozenset({"run-list", "run-alias"})
+RUN_CREATE_URL_NAMES = frozenset({"run-list", "run-alias", "gateway-chat-completions"})
 # Load balancers probe health; schema and docs are static pages for people.
 EXEMPT_PATHS = frozenset({"/api/v1/health"})
 EXEMPT_PREFIXES = ("/api/schema/", "/api/docs/")
@@ -61,7 +61,8 @@ def check_settings() -> None:
 
 
 def applies_to(path: str) -> bool:
-    return path.startswith("/api/") and path not in EXEMPT_PATHS and not path.startswith(EXEMPT_PREFIXES)
+    gated = path.startswith("/api/") or path.startswith("/v1/")  # the API, and the gateway's OpenAI paths
+    return gated and path not in EXEMPT_PATHS and not path.startswith(EXEMPT_PREFIXES)
 
 
 def is_run_creation(request: HttpRequest) -> bool:

@@ -268,6 +268,8 @@ class AutoSchema(SpectacularAutoSchema):
             return responses
         public = any(isinstance(p, permissions.AllowAny) for p in self.view.get_permissions())
         scope = self._required_scope()
+        # A view answering in another error shape (the gateway's OpenAI one) names its serializer.
+        error_serializer = getattr(self.view, "error_serializer", ErrorSerializer)
         for code, description in _ERRORS.items():
             if code in responses:
                 continue
@@ -281,7 +283,7 @@ class AutoSchema(SpectacularAutoSchema):
                     "the project does not allow it."
                 )
             responses[code] = self._get_response_for_code(
-                OpenApiResponse(ErrorSerializer, description=description), code
+                OpenApiResponse(error_serializer, description=description), code
             )
         # gunicorn itself refuses request lines over its limit (4094 bytes) before Django sees them,
         # with a plain HTML page; documented as such so clients (and the fuzzer) know to expect it.

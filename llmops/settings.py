@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "runs",
     "billing",
     "webhooks",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +218,10 @@ SPECTACULAR_SETTINGS = {
         {"name": "prompts", "description": "Prompts, their immutable versions and labels; rendering."},
         {"name": "runs", "description": "Run a prompt version against its model; poll, list, cancel."},
         {"name": "batches", "description": "One run per item of a list or file, a few at a time; export results."},
+        {
+            "name": "gateway",
+            "description": "OpenAI-compatible (`base_url=<host>/v1`): chat completions of prompts or models.",
+        },
         {"name": "costs", "description": "What your runs cost: cost entries and spend summaries."},
         {"name": "budgets", "description": "Hard spending limits for you or one of your keys."},
         {"name": "keys", "description": "API keys: create, list, rotate, revoke."},
@@ -236,6 +241,8 @@ SPECTACULAR_SETTINGS = {
         "BatchItemStatusEnum": "runs.batch_selectors.ITEM_STATUSES",
         # A member's role, apart from a chat message's (both fields are named role).
         "ProjectRoleEnum": "accounts.models.Role",
+        # A gateway message's role (OpenAI's, with developer), apart from a prompt message's.
+        "GatewayRoleEnum": "gateway.api.serializers.ROLES",
     },
 }
 
@@ -283,6 +290,9 @@ RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=4)
 RUN_RETRY_BASE_BACKOFF_S = env.float("RUN_RETRY_BASE_BACKOFF_S", default=1.0)
 RUN_RETRY_MAX_BACKOFF_S = env.float("RUN_RETRY_MAX_BACKOFF_S", default=60.0)
 RUN_TIME_LIMIT_S = env.int("RUN_TIME_LIMIT_S", default=600)
+# A gateway call (executed in its request, runs.inline) waits between attempts at most this long;
+# a longer backoff (a provider's Retry-After, say) fails the call at once with the provider's error.
+INLINE_RETRY_MAX_WAIT_S = env.float("INLINE_RETRY_MAX_WAIT_S", default=10.0)
 # A running run's claim lapses this long after its worker last renewed it (every third of it); then
 # recovery, or a redelivered message, gives the run to another worker (runs.leases).
 RUN_LEASE_S = env.float("RUN_LEASE_S", default=30.0)
@@ -294,6 +304,9 @@ RUN_RECOVER_QUEUED_AFTER_S = env.int("RUN_RECOVER_QUEUED_AFTER_S", default=300)
 # Every worker runs a recovery pass this often (runs.recovery); 0 turns the loop off.
 RUN_RECOVER_INTERVAL_S = env.float("RUN_RECOVER_INTERVAL_S", default=15.0)
 RUN_WAIT_MAX_S = env.int("RUN_WAIT_MAX_S", default=60)
+# A `?wait=` is woken when its run finishes (runs.notify); it also reads the run this often, in case
+# that notification was lost (Redis restarting), so a lost one delays the answer by at most this.
+RUN_WAIT_POLL_S = env.float("RUN_WAIT_POLL_S", default=1.0)
 # With no REDIS_URL the web process runs a Dramatiq worker in a thread (the embedded default).
 EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL)
 EMBEDDED_WORKER_THREADS = env.int("EMBEDDED_WORKER_THREADS", default=2)

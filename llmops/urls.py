@@ -19,6 +19,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
+    # The OpenAI-compatible gateway, where the OpenAI SDKs look: base_url=<host>/v1.
+    path("v1/", include("gateway.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     # Last: every other /api/ path gets the JSON 404, with DEBUG on too (whose 404 is an HTML page).

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx2
 from django.core.cache import cache
-from huggingface_hub import HfApi, InferenceClient
+from huggingface_hub import ChatCompletionInputStreamOptions, HfApi, InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils import build_hf_headers, get_session
 
@@ -123,29 +124,38 @@ def _ensure_enabled(provider: Provider) -> None:
 # --- completion -----------------------------------------------------------------------------------
 
 
+def _chat_kwargs(params: dict) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {name: params[name] for name in CHAT_PARAMS if params.get(name) is not None}
+    if isinstance(kwargs.get("stop"), str):
+        kwargs["stop"] = [kwargs["stop"]]  # the client's signature takes a list
+    return kwargs
+
+
+def _failed(exc: Exception, *, provider: Provider, model_id: str) -> ProviderError:
+    error = _classify(exc, provider=provider, model_id=model_id)
+    logger.warning(
+        "provider call failed: provider=%s model=%s code=%s status=%s: %s",
+        provider.name,
+        model_id,
+        error.code,
+        error.status,
+        error.message,  # already scrubbed of the key
+    )
+    return error
+
+
 def complete(*, provider: Provider, model_id: str, messages: list[dict], params: dict) -> Completion:
     """Runs one chat completion. Raises ProviderError for every failure, before or after the HTTP call."""
     _ensure_enabled(provider)
     client = client_for(provider)
-    kwargs: dict[str, Any] = {name: params[name] for name in CHAT_PARAMS if params.get(name) is not None}
-    if isinstance(kwargs.get("stop"), str):
-        kwargs["stop"] = [kwargs["stop"]]  # the client's signature takes a list
+    kwargs = _chat_kwargs(params)
 
     started = time.perf_counter()
     try:
         output = client.chat_completion(messages, model=model_id, **kwargs)
     except Exception as exc:
-        error = _classify(exc, provider=provider, model_id=model_id)
-        logger.warning(
-            "provider call failed: provider=%s model=%s code=%s status=%s: %s",
-            provider.name,
-            model_id,
-            error.code,
-            error.status,
-            error.message,  # already scrubbed of the key
-        )
         # `from None`: the original exception may quote a server body that echoes what we sent.
-        raise error from None
+        raise _failed(exc, provider=provider, model_id=model_id) from None
     finally:
         client.close()
     latency_ms = round((time.perf_counter() - started) * 1000)
@@ -171,6 +181,63 @@ def complete(*, provider: Provider, model_id: str, messages: list[dict], params:
         latency_ms=latency_ms,
         model=str(getattr(output, "model", None) or model_id),
     )
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One piece of a streamed completion: new text, and on the last pieces the finish reason and
+    the usage the provider counted (None where it sent none)."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def open_stream(*, provider: Provider, model_id: str, messages: list[dict], params: dict) -> Iterator[StreamChunk]:
+    """Starts a streamed chat completion and returns its chunks as they arrive.
+
+    The call is made here, so a provider that refuses (a 429, a 5xx, a bad model) raises ProviderError
+    before anything is streamed, when a retry or another model can still answer; a failure after that
+    raises ProviderError from the iterator. Closing the iterator early closes the connection."""
+    _ensure_enabled(provider)
+    client = client_for(provider)
+    try:
+        events = client.chat_completion(
+            messages,
+            model=model_id,
+            stream=True,
+            stream_options=ChatCompletionInputStreamOptions(include_usage=True),
+            **_chat_kwargs(params),
+        )
+    except Exception as exc:
+        client.close()
+        raise _failed(exc, provider=provider, model_id=model_id) from None
+    return _chunks(events, client=client, provider=provider, model_id=model_id)
+
+
+def _chunks(
+    events: Iterable[Any], *, client: InferenceClient, provider: Provider, model_id: str
+) -> Iterator[StreamChunk]:
+    try:
+        for event in events:
+            usage = getattr(event, "usage", None)
+            choices = getattr(event, "choices", None) or []
+            choice = choices[0] if choices else None
+            delta = getattr(choice, "delta", None)
+            text = getattr(delta, "content", None)
+            yield StreamChunk(
+                text=text if isinstance(text, str) else "",
+                finish_reason=str(getattr(choice, "finish_reason", None) or "") or None,
+                prompt_tokens=_token_count(getattr(usage, "prompt_tokens", None)),
+                completion_tokens=_token_count(getattr(usage, "completion_tokens", None)),
+            )
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise _failed(exc, provider=provider, model_id=model_id) from None
+    finally:
+        client.close()
 
 
 def _token_count(value: Any) -> int | None:
@@ -343,9 +410,7 @@ def cached_model_ids(provider: Provider, *, timeout: float = MODELS_LIST_TIMEOUT
     if ids is not None:
         return list(ids)
     try:
-        ids = fetch_model_ids(
-            provider.base_url, api_key=_api_key(provider), timeout=min(provider.timeout, timeout)
-        )
+        ids = fetch_model_ids(provider.base_url, api_key=_api_key(provider), timeout=min(provider.timeout, timeout))
     except ProviderError as error:
         logger.info("model listing failed: provider=%s code=%s status=%s", provider.name, error.code, error.status)
         return None

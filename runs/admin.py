@@ -126,6 +126,8 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="prompt", ordering="prompt_version__prompt__name")
     def prompt(self, run: Run) -> str:
+        if run.prompt_version is None:
+            return "- (a model, through the gateway)"
         return f"{run.prompt_version.prompt.name} v{run.prompt_version.number}"
 
     @admin.display(description="cost (USD)")

@@ -231,6 +231,8 @@ class TryPages:
         if run is None:
             raise Http404("No such run of this version.")
         version = run.prompt_version
+        if version is None:  # unreachable: the run was looked up as one of this version's
+            raise Http404("No such run of this version.")
         cost_log = getattr(run, "cost_log", None)
         context = self._context(
             request,

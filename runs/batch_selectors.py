@@ -23,7 +23,8 @@ CHUNK_SIZE = 500
 
 PENDING = "pending"
 
-ITEM_STATUSES = (PENDING, *Run.Status.values)
+# A batch's runs are queued ones, never streamed, so never incomplete.
+ITEM_STATUSES = (PENDING, *(status for status in Run.Status.values if status != Run.Status.INCOMPLETE))
 # Item outcomes the command writes to its output; canceled items are left for a rerun.
 
 WRITTEN_STATUSES = (Run.Status.SUCCEEDED, Run.Status.FAILED)

@@ -14,8 +14,18 @@ class Run(BaseModel):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
+        # A streamed run whose client went away before the end: charged for what was generated.
+        INCOMPLETE = "incomplete", "Incomplete (client disconnected)"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.INCOMPLETE)
+    # The statuses whose run used the provider and is charged (run_finish records their cost).
+    CHARGED = (Status.SUCCEEDED, Status.INCOMPLETE)
+
+    class Execution(models.TextChoices):
+        WORKER = "worker", "By a worker (queued)"
+        # In the request that asked for it (the gateway, runs.inline): nobody waits for a second try
+        # after that request is gone, so recovery fails it instead of queueing it again.
+        INLINE = "inline", "In the request (gateway)"
 
     project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="runs")
     created_by = models.ForeignKey(
@@ -24,7 +34,11 @@ class Run(BaseModel):
     api_key = models.ForeignKey(
         "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
-    prompt_version = models.ForeignKey("prompts.PromptVersion", on_delete=models.RESTRICT, related_name="runs")
+    # None for a gateway call naming a model, not a prompt (`<provider>/<model>`).
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="runs"
+    )
+    execution = models.CharField(max_length=8, choices=Execution.choices, default=Execution.WORKER)
     variables = models.JSONField(default=dict, blank=True)
     rendered_input = models.JSONField(help_text="The messages exactly as sent to the provider.")
     provider = models.CharField(max_length=50)
@@ -65,7 +79,7 @@ class Run(BaseModel):
                 name="run_project_idempotency_key_uniq",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed", "canceled"]),
+                condition=Q(status__in=["queued", "running", "succeeded", "failed", "canceled", "incomplete"]),
                 name="run_status_valid",
             ),
         ]

@@ -37,6 +37,11 @@ class PromptVersionRefSerializer(serializers.ModelSerializer):
 
 
 class RunSerializer(PromptVersionRefSerializer):
+    # Null for a gateway call that named a model, not a prompt.
+    prompt = serializers.UUIDField(source="prompt_version.prompt_id", read_only=True, allow_null=True)
+    prompt_name = serializers.CharField(source="prompt_version.prompt.name", read_only=True, allow_null=True)
+    version = serializers.IntegerField(source="prompt_version.number", read_only=True, allow_null=True)
+    prompt_version_id = serializers.UUIDField(read_only=True, allow_null=True)
     url = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
     cost = serializers.SerializerMethodField()
@@ -52,6 +57,7 @@ class RunSerializer(PromptVersionRefSerializer):
             "prompt_name",
             "version",
             "prompt_version_id",
+            "execution",
             "provider",
             "model",
             "variables",

@@ -24,13 +24,14 @@ from dramatiq.middleware import TimeLimitExceeded
 from accounts import ratelimit
 from accounts.models import APIKey, Project, User
 from billing import services as billing_services
-from llmops.errors import Conflict
+from llmops.errors import Conflict, ValidationFailed
 from llmops.queue import send_or_log
 from prompts import services as prompt_services
+from prompts.models import PromptVersion
 from providers import clients, tokens
 from providers.checks import model_check
 from providers.models import Provider
-from runs import checks, leases
+from runs import checks, leases, notify
 from runs.events import run_event_emit
 from runs.models import BatchItem, Run
 
@@ -63,42 +64,75 @@ def run_create(
     variables: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
     model: str | None = None,
+    messages: list[dict[str, str]] | None = None,
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    inline: bool = False,
 ) -> tuple[Run, bool]:
     """Validates everything, records a queued run and enqueues it after commit.
+
+    `messages` (chat messages, already checked for shape) go after the prompt's rendered ones; with
+    no prompt at all (neither `prompt` nor `prompt_version_id`) they are the whole input and `model`
+    is required: a gateway call naming a model. `inline`: the run is recorded already running its
+    first attempt, for the caller to execute in this request (runs.inline), and is not enqueued.
 
     Returns (run, created). Nothing is written when validation fails. With an idempotency key, the
     same key and body return the earlier run (created=False); the same key with another body is 409.
     """
     variables = variables or {}
     overrides = prompt_services.validate_params(params or {})
-    request_hash = _request_hash(
-        {
-            "prompt": prompt,
-            "prompt_version_id": prompt_version_id,
-            "version": version,
-            "label": label,
-            "variables": variables,
-            "params": overrides,
-            "model": model,
-            "metadata": metadata or {},
-        }
-    )
+    hashed: dict[str, Any] = {
+        "prompt": prompt,
+        "prompt_version_id": prompt_version_id,
+        "version": version,
+        "label": label,
+        "variables": variables,
+        "params": overrides,
+        "model": model,
+        "metadata": metadata or {},
+    }
+    if messages is not None:  # only then: the hashes of earlier runs' requests stay what they were
+        hashed["messages"] = messages
+    request_hash = _request_hash(hashed)
     if idempotency_key:
         existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, request_hash), False
     ratelimit.token_rate_check(api_key=api_key)
 
-    prompt_version = checks.prompt_version_check(
-        project=project, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
-    )
-    rendered = prompt_services.prompt_render(version=prompt_version, values=variables)
-    provider, model_id = model_check(model=model or prompt_version.model, field="model" if model else "prompt")
-    run_params = {**prompt_version.params, **overrides}
+    prompt_version: PromptVersion | None = None
+    if prompt is None and prompt_version_id is None:
+        if not model or not messages:
+            raise ValidationFailed(
+                "A run without a prompt needs a model and messages.",
+                fields={"model" if not model else "messages": ["Required when no prompt is given."]},
+            )
+        input_messages = list(messages)
+        version_params: dict[str, Any] = {}
+    else:
+        prompt_version = checks.prompt_version_check(
+            project=project, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
+        )
+        rendered = prompt_services.prompt_render(version=prompt_version, values=variables)
+        input_messages = messages_for(rendered) + list(messages or [])
+        version_params = prompt_version.params
+    default_model = prompt_version.model if prompt_version is not None else ""
+    provider, model_id = model_check(model=model or default_model, field="model" if model else "prompt")
+    run_params = {**version_params, **overrides}
     # Always send a completion cap: it is what bounds the cost a budget reserves for the run.
     run_params.setdefault("max_tokens", settings.BUDGET_DEFAULT_MAX_TOKENS)
+    now = timezone.now()
+    running: dict[str, Any] = (
+        {
+            "status": Run.Status.RUNNING,
+            "execution": Run.Execution.INLINE,
+            "attempts": 1,
+            "started_at": now,
+            "lease_expires_at": leases.lease_until(now),
+        }
+        if inline
+        else {}
+    )
 
     try:
         with transaction.atomic():
@@ -108,13 +142,14 @@ def run_create(
                 api_key=api_key,
                 prompt_version=prompt_version,
                 variables=variables,
-                rendered_input=messages_for(rendered),
+                rendered_input=input_messages,
                 provider=provider.name,
                 model=model_id,
                 params=run_params,
                 metadata=metadata or {},
                 idempotency_key=idempotency_key or None,
                 request_hash=request_hash,
+                **running,
             )
             # Refused (402) rolls the run back: a refused request leaves nothing behind.
             billing_services.budget_reserve(
@@ -128,14 +163,18 @@ def run_create(
                 ),
                 max_completion_tokens=run_params["max_tokens"],
             )
-            _enqueue_on_commit(run.pk)
+            if not inline:
+                _enqueue_on_commit(run.pk)
     except IntegrityError:
         # A concurrent request with the same idempotency key won the race.
         existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
         return _idempotent_replay(existing, request_hash), False
-    logger.info("run queued", extra={"run_id": str(run.pk), "provider": provider.name, "model": model_id})
+    logger.info(
+        "run queued" if not inline else "run started inline",
+        extra={"run_id": str(run.pk), "provider": provider.name, "model": model_id},
+    )
     return run, True
 
 
@@ -206,13 +245,14 @@ def run_finish(
     """Ends a run: the one place that does, whatever ends it (success, failure, cancel, recovery).
 
     Precondition: `expected` is the state the caller saw (e.g. running attempt 2); `result` is given
-    exactly when `status` is succeeded. In one transaction: the status, then every side effect (the
-    cost entry and settling the budget hold on success, releasing the hold otherwise), the webhook
-    event and the batch's next dispatch. Returns False and changes nothing when the run has left that
-    state meanwhile (finished, canceled or taken over by another worker), so nothing happens twice.
+    exactly when `status` is charged (succeeded, or incomplete: a stream its client left). In one
+    transaction: the status, then every side effect (the cost entry and settling the budget hold
+    when charged, releasing the hold otherwise), the webhook event and the batch's next dispatch.
+    Returns False and changes nothing when the run has left that state meanwhile (finished, canceled
+    or taken over by another worker), so nothing happens twice.
     """
-    if (result is not None) != (status == Run.Status.SUCCEEDED):
-        raise ValueError("A result is given exactly for a succeeded run.")
+    if (result is not None) != (status in Run.CHARGED):
+        raise ValueError("A result is given exactly for a run that is charged (succeeded or incomplete).")
     now = timezone.now()
     values: dict[str, Any] = {
         "status": status,
@@ -236,6 +276,7 @@ def run_finish(
     with transaction.atomic():
         if not Run.objects.filter(expected, pk=run.pk).update(**values):
             return False
+        notify.run_finished_on_commit(run.pk)
         if result is not None:
             billing_services.cost_record(
                 run_id=run.pk,
@@ -267,7 +308,7 @@ def _dispatch_its_batch_on_commit(run: Run) -> None:
         )
 
 
-def _backoff_ms(attempt: int, retry_after: float | None) -> int:
+def retry_backoff_ms(attempt: int, retry_after: float | None) -> int:
     """Exponential backoff with full jitter, or the provider's Retry-After when it gave one."""
     if retry_after is not None:
         return int(min(retry_after, settings.RUN_RETRY_MAX_BACKOFF_S) * 1000)
@@ -275,7 +316,7 @@ def _backoff_ms(attempt: int, retry_after: float | None) -> int:
     return int(random.uniform(ceiling / 2, ceiling) * 1000)
 
 
-def _running(attempt: int) -> Q:
+def running_attempt(attempt: int) -> Q:
     """The state of a run while attempt number `attempt` holds it."""
     return Q(status=Run.Status.RUNNING, attempts=attempt)
 
@@ -325,16 +366,21 @@ def run_execute(*, run_id: str) -> None:
             _record_failure(run, attempt, exc)
             return
         except TimeLimitExceeded:
-            _finish_failed(run, attempt, code="time_limit_exceeded", message="The run exceeded its time limit.")
+            run_fail(run, attempt, code="time_limit_exceeded", message="The run exceeded its time limit.")
             return
         except Exception:
             logger.exception("run crashed", extra={"run_id": run_id})
-            _finish_failed(run, attempt, code="internal_error", message="Internal error while executing the run.")
+            run_fail(run, attempt, code="internal_error", message="Internal error while executing the run.")
             return
-        _record_success(run, attempt, provider, completion)
+        run_succeed(run, attempt, provider, completion)
 
 
-def _record_success(run: Run, attempt: int, provider: Provider, completion: Any) -> None:
+def run_succeed(
+    run: Run, attempt: int, provider: Provider, completion: Any, *, status: str = Run.Status.SUCCEEDED
+) -> bool:
+    """Records what the provider answered (`completion`: a clients.Completion, or what a stream
+    gathered) and charges it, if `attempt` still holds the run; tokens the provider did not count
+    are estimated. `status` is incomplete for a stream its client left. Returns whether it did."""
     estimated = completion.prompt_tokens is None or completion.completion_tokens is None
     prompt_tokens = completion.prompt_tokens
     completion_tokens = completion.completion_tokens
@@ -354,25 +400,27 @@ def _record_success(run: Run, attempt: int, provider: Provider, completion: Any)
     )
     # Conditional on this attempt still holding the run: one failed by recovery, or taken over after
     # this worker lost its lease, is neither resurrected nor charged twice.
-    if not run_finish(run=run, status=Run.Status.SUCCEEDED, expected=_running(attempt), result=result):
+    if not run_finish(run=run, status=status, expected=running_attempt(attempt), result=result):
         logger.warning("run finished or taken over elsewhere; result dropped", extra={"run_id": str(run.pk)})
-        return
+        return False
     logger.info(
-        "run succeeded",
+        "run finished",
         extra={
             "run_id": str(run.pk),
+            "status": status,
             "latency_ms": completion.latency_ms,
             "total_tokens": prompt_tokens + completion_tokens,
         },
     )
+    return True
 
 
 def _record_failure(run: Run, attempt: int, exc: Any) -> None:
     if exc.retryable and attempt < settings.RUN_MAX_ATTEMPTS:
-        delay_ms = _backoff_ms(attempt, exc.retry_after)
+        delay_ms = retry_backoff_ms(attempt, exc.retry_after)
         now = timezone.now()
         with transaction.atomic():
-            updated = Run.objects.filter(_running(attempt), pk=run.pk).update(
+            updated = Run.objects.filter(running_attempt(attempt), pk=run.pk).update(
                 status=Run.Status.QUEUED,
                 error_code=exc.code,
                 error_message=exc.message,
@@ -388,12 +436,12 @@ def _record_failure(run: Run, attempt: int, exc: Any) -> None:
             extra={"run_id": str(run.pk), "attempt": attempt, "error_code": exc.code, "delay_ms": delay_ms},
         )
         return
-    _finish_failed(run, attempt, code=exc.code, message=exc.message)
+    run_fail(run, attempt, code=exc.code, message=exc.message)
 
 
-def _finish_failed(run: Run, attempt: int, *, code: str, message: str) -> None:
+def run_fail(run: Run, attempt: int, *, code: str, message: str) -> None:
     failed = run_finish(
-        run=run, status=Run.Status.FAILED, expected=_running(attempt), error_code=code, error_message=message
+        run=run, status=Run.Status.FAILED, expected=running_attempt(attempt), error_code=code, error_message=message
     )
     if failed:
         logger.warning("run failed", extra={"run_id": str(run.pk), "error_code": code})
@@ -439,7 +487,8 @@ def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
       RUN_RECOVER_QUEUED_AFTER_S (the broker lost it: a restart without persistence, a failover, a
       flush) get another; a duplicate message is harmless, the claim lets one through.
     - `requeued`: running runs whose lease lapsed (their worker died) go back to the queue, or
-      `failed` as `worker_lost` once they used RUN_MAX_ATTEMPTS, through run_finish.
+      `failed` as `worker_lost` once they used RUN_MAX_ATTEMPTS, through run_finish. An inline
+      run (the gateway's) whose process died is failed at once: its client is gone.
     """
     now = now or timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
@@ -463,7 +512,8 @@ def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
     lapsed = _lapsed(now)
     for run in Run.objects.filter(lapsed).select_related("project", "api_key")[:BATCH]:
         expected = lapsed & Q(attempts=run.attempts)
-        if run.attempts < settings.RUN_MAX_ATTEMPTS:
+        # An inline run's request is gone with its process: nobody would get a second attempt's answer.
+        if run.attempts < settings.RUN_MAX_ATTEMPTS and run.execution == Run.Execution.WORKER:
             message = f"Attempt {run.attempts} lost its worker (killed or stopped); the run was queued again."
             counts["requeued"] += _requeue(run.pk, expected, code=WORKER_LOST, message=message)
         elif run_finish(
@@ -484,5 +534,6 @@ def runs_hand_back(*, held: dict[uuid.UUID, int]) -> int:
     worker takes them over without waiting for their leases to lapse. Returns how many."""
     message = "The worker stopped before the attempt finished; the run was queued again."
     return sum(
-        _requeue(run_id, _running(attempt), code=WORKER_STOPPED, message=message) for run_id, attempt in held.items()
+        _requeue(run_id, running_attempt(attempt), code=WORKER_STOPPED, message=message)
+        for run_id, attempt in held.items()
     )

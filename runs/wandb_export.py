@@ -39,8 +39,8 @@ def _row(run: Run) -> list[Any]:
     cost = float(cost_log.total_cost) if cost_log is not None and cost_log.total_cost is not None else None
     return [
         str(run.pk),
-        run.prompt_version.prompt.name,
-        run.prompt_version.number,
+        run.prompt_version.prompt.name if run.prompt_version else None,  # None: a gateway call to a model
+        run.prompt_version.number if run.prompt_version else None,
         run.provider,
         run.model,
         run.status,

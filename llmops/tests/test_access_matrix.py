@@ -34,6 +34,9 @@ VIEWER, EDITOR, ADMIN, OWNER = Role.VIEWER, Role.EDITOR, Role.ADMIN, Role.OWNER
 
 MATRIX: dict[str, str] = {
     "GET /api/v1/health": PUBLIC,
+    # The OpenAI-compatible gateway: a call is a run.
+    "POST /v1/chat/completions": EDITOR,
+    "GET /v1/models": VIEWER,
     # Projects and members (the project is the path's {ref}).
     "GET /api/v1/projects": ANY,
     "POST /api/v1/projects": ANY,
@@ -53,6 +56,7 @@ MATRIX: dict[str, str] = {
     "GET /api/v1/prompts/{ref}/labels": VIEWER,
     "PUT /api/v1/prompts/{ref}/labels/{label}": EDITOR,  # an unprotected label; protected: see below
     "POST /api/v1/prompts/{ref}/render": VIEWER,
+    "GET /api/v1/prompts/{ref}/resolve": VIEWER,
     "GET /api/v1/prompts/{ref}/versions": VIEWER,
     "POST /api/v1/prompts/{ref}/versions": EDITOR,
     "GET /api/v1/prompts/{ref}/versions/{number}": VIEWER,
@@ -181,6 +185,12 @@ def _body(operation: str, world: World) -> dict[str, Any] | None:
         "POST /api/v1/prompts/{ref}/versions": {"template": "Hello {{ name }}"},
         "POST /api/v1/runs": {"prompt": "greet", "variables": {"name": "Ada"}},
         "POST /api/v1/run": {"prompt": "greet", "variables": {"name": "Ada"}},
+        # Refused after the role check (temperature out of range): nothing calls a provider.
+        "POST /v1/chat/completions": {
+            "model": "local/smollm2",
+            "messages": [{"role": "user", "content": "x"}],
+            "temperature": 5,
+        },
         "POST /api/v1/batches": {"prompt": "greet", "items": [{"variables": {"name": "Ada"}}]},
         "POST /api/v1/budgets": {"amount": "5.00", "window": "day", "api_key": world.ids["keys"]},
         "PATCH /api/v1/budgets/{id}": {"amount": "20.00"},

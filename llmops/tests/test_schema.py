@@ -17,7 +17,7 @@ from accounts.models import Scope
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 ALWAYS_DOCUMENTED = {"400", "401", "404", "500"}
-WORKFLOW_TAGS = ["projects", "prompts", "runs", "batches", "costs", "budgets", "keys", "webhooks", "health"]
+WORKFLOW_TAGS = ["projects", "prompts", "runs", "batches", "gateway", "costs", "budgets", "keys", "webhooks", "health"]
 
 
 def as_json_schema(node: Any) -> Any:
@@ -94,10 +94,14 @@ def test_every_operation_documents_the_error_responses(schema):
 def test_error_responses_use_the_error_shape(schema):
     error_fields = schema["components"]["schemas"]["ErrorDetail"]["properties"]
     assert set(error_fields) == {"code", "message", "fields", "request_id"}
+    openai_fields = schema["components"]["schemas"]["OpenAIErrorDetail"]["properties"]
+    assert set(openai_fields) == {"message", "type", "param", "code", "request_id"}
     for path, method, operation in _operations(schema):
+        # The gateway's OpenAI paths answer in OpenAI's error shape, which its SDKs read.
+        shape = "OpenAIError" if path.startswith("/v1/") else "Error"
         for status in ALWAYS_DOCUMENTED & set(operation["responses"]):
             content = operation["responses"][status]["content"]["application/json"]
-            assert content["schema"] == {"$ref": "#/components/schemas/Error"}, (method, path, status)
+            assert content["schema"] == {"$ref": f"#/components/schemas/{shape}"}, (method, path, status)
 
 
 def test_health_is_public_and_documents_no_401(schema):

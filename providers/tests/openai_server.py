@@ -27,10 +27,24 @@ class Behaviour:
     body: str = ""
     model: str | None = None  # reported model; None echoes the requested one
     finish_reason: str = "stop"
+    # Streamed answers (a request with `stream: true`): one chunk per word, this many seconds apart;
+    # `cut_after` chunks, then the connection closes with no end (a provider failing mid-stream).
+    chunk_delay: float = 0.0
+    cut_after: int | None = None
 
 
 def answer(text: str = "Hello from the test server.", *, usage: bool = True, model: str | None = None) -> Behaviour:
     return Behaviour("answer", text=text, usage=usage, model=model)
+
+
+def streamed(text: str = "Hello from the test server.", *, chunk_delay: float = 0.0, usage: bool = True) -> Behaviour:
+    """An answer that, asked for a stream, comes one word per chunk, `chunk_delay` seconds apart."""
+    return Behaviour("answer", text=text, chunk_delay=chunk_delay, usage=usage)
+
+
+def broken_stream(text: str = "This answer stops", *, after: int = 2) -> Behaviour:
+    """A stream that sends `after` chunks, then drops the connection without finishing."""
+    return Behaviour("answer", text=text, cut_after=after)
 
 
 def slow(seconds: float, text: str = "Late answer.") -> Behaviour:
@@ -236,16 +250,94 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             ],
         }
-        if behaviour.usage:
-            if self.shared.usage_fn is not None:
-                prompt_tokens, completion_tokens = self.shared.usage_fn(body or {}, behaviour.text)
-            else:
-                messages = (body or {}).get("messages", [])
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-                completion_tokens = len(behaviour.text.split())
-            completion["usage"] = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            }
+        usage = self._usage(body, behaviour) if behaviour.usage else None
+        if isinstance(body, dict) and body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(behaviour, model, usage if include_usage else None)
+            return
+        if usage is not None:
+            completion["usage"] = usage
         self._send(200, json.dumps(completion))
+
+    def _usage(self, body: Any, behaviour: Behaviour) -> dict[str, int]:
+        if self.shared.usage_fn is not None:
+            prompt_tokens, completion_tokens = self.shared.usage_fn(body or {}, behaviour.text)
+        else:
+            messages = (body or {}).get("messages", [])
+            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+            completion_tokens = len(behaviour.text.split())
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+
+    def _stream(self, behaviour: Behaviour, model: str, usage: dict[str, int] | None) -> None:
+        """Server-sent events as OpenAI sends them: a chunk per word, a final one with the finish
+        reason, the usage chunk (no choices) when asked for, then `[DONE]`."""
+        words = behaviour.text.split(" ")
+        pieces = [word if index == 0 else f" {word}" for index, word in enumerate(words)]
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return {
+                "id": "cmpl-test",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [choice],
+            }
+
+        events = [chunk({"role": "assistant", "content": piece}, None) for piece in pieces]
+        events.append(chunk({}, behaviour.finish_reason))
+        if usage is not None:
+            events.append(
+                {
+                    "id": "cmpl-test",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for index, event in enumerate(events):
+                if behaviour.cut_after is not None and index >= behaviour.cut_after:
+                    break
+                if index and behaviour.chunk_delay and self.shared.stopping.wait(behaviour.chunk_delay):
+                    break
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+            else:
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away mid-stream
+        self.close_connection = True
+
+
+def main() -> None:
+    """`python -m providers.tests.openai_server [--models a,b]`: serves on a free port, prints its
+    base URL on the first line, and answers every chat completion until killed (.ci/schemathesis.sh's
+    provider, so that gateway calls get an answer)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--models", default="test-model", help="Comma-separated ids its /v1/models lists.")
+    args = parser.parse_args()
+    server = OpenAIServer().start()
+    server.set_models([model for model in args.models.split(",") if model])
+    print(server.url, flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

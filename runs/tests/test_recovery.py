@@ -133,7 +133,9 @@ def test_a_stale_attempt_cannot_finish_a_run_another_worker_took_over(alice, ver
     run = _lapsed_run(alice, version, attempts=2)
     result = services.RunResult("late", "stop", 1, 1, False, 10)
 
-    stale = services.run_finish(run=run, status=Run.Status.SUCCEEDED, expected=services._running(1), result=result)
+    stale = services.run_finish(
+        run=run, status=Run.Status.SUCCEEDED, expected=services.running_attempt(1), result=result
+    )
 
     assert stale is False
     assert CostLog.objects.filter(run=run).count() == 0
