@@ -3,6 +3,8 @@ by id (no import of the runs app)."""
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, Decimal
 from http import HTTPStatus
@@ -163,6 +165,16 @@ def _per_window(budget: Budget) -> str:
     return "in total" if budget.window == Budget.Window.NONE else f"per {budget.window}"
 
 
+@dataclass(frozen=True)
+class ReserveCandidate:
+    """A model a run may be answered by besides its own (a fallback), with its prompt's token bound
+    (which depends on the model's tokenizer: providers.tokens.prompt_tokens_bound)."""
+
+    provider: str
+    model: str
+    prompt_tokens_bound: int
+
+
 @transaction.atomic
 def budget_reserve(
     *,
@@ -173,12 +185,15 @@ def budget_reserve(
     model: str,
     prompt_tokens_bound: int,
     max_completion_tokens: int,
+    fallbacks: Sequence[ReserveCandidate] = (),
 ) -> list[BudgetReservation]:
     """Holds the run's maximum cost against every budget that applies, or refuses the run (402).
 
     The maximum is `prompt_tokens_bound` (a proven upper bound of the prompt's tokens, providers.tokens)
     at the input price plus `max_completion_tokens` (always sent to the provider) at the output price,
     so a run can never be charged more than it reserved, and the sum of charges never passes a budget.
+    A run with `fallbacks` may be answered by any of its models, so it holds the most expensive one's
+    maximum; a model with no known price refuses it (`price_unknown`), be it the run's own or a fallback.
     The one exception is a provider that ignores `max_tokens`: the run is charged what the provider
     reports (the overshoot is real spend), and the budget, then over its amount, refuses every
     further run until its window resets.
@@ -199,29 +214,36 @@ def budget_reserve(
     )
     if not locked:
         return []
-    price = selectors.price_for(provider=provider, model=model, on=now.date())
-    if price is None:
-        raise BudgetRefused(
-            f"No price is known for the model {provider}/{model}, and a budget applies: a hard budget cannot "
-            "admit a run of unknown cost. Ask staff to set a price, or use a priced model.",
-            code="price_unknown",
-        )
-    maximum = (
-        (price.input_per_mtok * prompt_tokens_bound + price.output_per_mtok * max_completion_tokens) / MILLION
-    ).quantize(RESERVATION_QUANTUM, rounding=ROUND_CEILING)
+    candidates = [ReserveCandidate(provider, model, prompt_tokens_bound), *fallbacks]
+    maximum = max(_maximum_cost(candidate, max_completion_tokens, on=now.date()) for candidate in candidates)
+    of_candidates = f" (the most expensive of its {len(candidates)} models)" if len(candidates) > 1 else ""
     budgets = list(selectors.budgets_with_usage(now=now).filter(pk__in=locked).select_related("api_key").order_by("pk"))
     for budget in budgets:
         remaining = budget.amount - budget.spent - budget.reserved  # type: ignore[attr-defined]
         if maximum > remaining:
             raise BudgetRefused(
-                f"Budget exceeded: this run may cost up to {_usd(maximum)}, more than the {_scope_name(budget)} "
-                f"budget {budget.pk} has left ({_usd(budget.amount)} {_per_window(budget)}: "
+                f"Budget exceeded: this run may cost up to {_usd(maximum)}{of_candidates}, more than the "
+                f"{_scope_name(budget)} budget {budget.pk} has left ({_usd(budget.amount)} {_per_window(budget)}: "
                 f"spent {_usd(budget.spent)}, reserved {_usd(budget.reserved)}, "  # type: ignore[attr-defined]
                 f"remaining {_usd(remaining)})."
             )
     return BudgetReservation.objects.bulk_create(
         [BudgetReservation(budget=budget, run_id=run_id, amount=maximum) for budget in budgets]
     )
+
+
+def _maximum_cost(candidate: ReserveCandidate, max_completion_tokens: int, *, on: date) -> Decimal:
+    """The most a run answered by `candidate` may cost; BudgetRefused when its price is unknown."""
+    price = selectors.price_for(provider=candidate.provider, model=candidate.model, on=on)
+    if price is None:
+        raise BudgetRefused(
+            f"No price is known for the model {candidate.provider}/{candidate.model}, and a budget applies: a "
+            "hard budget cannot admit a run of unknown cost. Ask staff to set a price, or use a priced model.",
+            code="price_unknown",
+        )
+    return (
+        (price.input_per_mtok * candidate.prompt_tokens_bound + price.output_per_mtok * max_completion_tokens) / MILLION
+    ).quantize(RESERVATION_QUANTUM, rounding=ROUND_CEILING)
 
 
 def budget_settle(*, run_id: uuid.UUID) -> int:

@@ -10,7 +10,7 @@ from accounts.services import role_check
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
-from providers.checks import provider_check
+from providers.checks import MODEL_PATTERN, model_shape_check, provider_check
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_emit
 
@@ -24,17 +24,60 @@ _PARAMS: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     "seed": ((int,), None, None),
     "stop": ((list, str), None, None),
 }
+# Parameters of the run itself, never sent to the provider (providers.clients.CHAT_PARAMS is what is
+# sent): `fallbacks`, the models tried in turn when the run's model is rate limited or keeps failing
+# (runs.services.after_failure), and `cache`, the response cache (runs.response_cache).
+MAX_FALLBACKS = 3
+CACHE_TTL_MAX_S = 86_400
+RUN_PARAMS = ("fallbacks", "cache")
+_FALLBACKS_HELP = f"Must be a list of at most {MAX_FALLBACKS} models, each '<provider>/<model id>'."
+_CACHE_HELP = f'Must be an object {{"ttl": seconds}}, the seconds an integer from 1 to {CACHE_TTL_MAX_S}.'
+
+
+def _fallbacks_problems(value: Any, key: str) -> FieldErrors:
+    """Shape only: that each fallback's provider exists and serves it is checked when a run is created
+    (runs.services.run_create), as for the version's own model."""
+    if not isinstance(value, list) or len(value) > MAX_FALLBACKS:
+        return {key: [_FALLBACKS_HELP]}
+    errors: FieldErrors = {}
+    for index, model in enumerate(value):
+        try:
+            model_shape_check(model=model, field=f"{key}.{index}")
+        except ValidationFailed as exc:
+            errors.update(exc.fields)
+    return errors
+
+
+def _cache_problems(value: Any, key: str) -> FieldErrors:
+    if not isinstance(value, dict):
+        return {key: [_CACHE_HELP]}
+    errors: FieldErrors = {f"{key}.{name}": ["Unknown. Known: ttl."] for name in value if name != "ttl"}
+    ttl = value.get("ttl")
+    if "ttl" not in value:
+        errors[f"{key}.ttl"] = ["Required: the seconds a cached answer may be reused."]
+    elif isinstance(ttl, bool) or not isinstance(ttl, int):
+        errors[f"{key}.ttl"] = ["Must be of type int."]
+    elif not (1 <= ttl <= CACHE_TTL_MAX_S):
+        errors[f"{key}.ttl"] = [f"Must be between 1 and {CACHE_TTL_MAX_S}."]
+    return errors
 
 
 def validate_params(params: Any, *, field: str = "params") -> dict[str, Any]:
-    """Model parameters: only known names, each of the right type and range."""
+    """Model parameters: only known names, each of the right type and range; and the run's own
+    (RUN_PARAMS: `fallbacks`, `cache`), which are never sent to the provider."""
     if not isinstance(params, dict):
         raise ValidationFailed("params must be an object.", fields={field: ["Must be an object."]})
     errors: FieldErrors = {}
     for name, value in params.items():
         key = f"{field}.{name}"
+        if name == "fallbacks":
+            errors.update(_fallbacks_problems(value, key))
+            continue
+        if name == "cache":
+            errors.update(_cache_problems(value, key))
+            continue
         if name not in _PARAMS:
-            errors[key] = [f"Unknown parameter. Known: {', '.join(_PARAMS)}."]
+            errors[key] = [f"Unknown parameter. Known: {', '.join((*_PARAMS, *RUN_PARAMS))}."]
             continue
         types, low, high = _PARAMS[name]
         if isinstance(value, bool) or not isinstance(value, types):
@@ -66,6 +109,26 @@ def params_json_schema() -> dict[str, Any]:
             continue
         bounds = {key: value for key, value in (("minimum", low), ("maximum", high)) if value is not None}
         properties[name] = {"type": "integer" if types == (int,) else "number", **bounds}
+    properties["fallbacks"] = {
+        "type": "array",
+        "maxItems": MAX_FALLBACKS,
+        "items": {"type": "string", "pattern": MODEL_PATTERN},
+        "description": (
+            "Models tried in turn, `<provider>/<model id>`, when the run's model answers 429 or keeps "
+            "failing with a retryable error; never sent to the provider."
+        ),
+    }
+    properties["cache"] = {
+        "type": "object",
+        "properties": {"ttl": {"type": "integer", "minimum": 1, "maximum": CACHE_TTL_MAX_S}},
+        "required": ["ttl"],
+        "additionalProperties": False,
+        "description": (
+            "The response cache: an identical request (same models, messages and parameters) with "
+            "`temperature` 0 or a `seed` is answered from an answer at most `ttl` seconds old; never sent "
+            "to the provider."
+        ),
+    }
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 

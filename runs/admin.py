@@ -60,12 +60,14 @@ class RunAdmin(ReadOnlyAdmin):
         "cost",
         "latency_ms",
         "attempts",
+        "cached",
         "error_code",
         "created_at",
     ]
     list_filter = [
         ProjectFilter,
         "status",
+        "cached",
         PromptFilter,
         "model",
         "provider",
@@ -106,7 +108,21 @@ class RunAdmin(ReadOnlyAdmin):
         ),
         ("Conversation", {"fields": ["conversation"]}),
         ("Usage", {"fields": [*USAGE_FIELDS, "latency_ms", "cost"]}),
-        ("Outcome", {"fields": ["attempts", "error", "finish_reason", "started_at", "finished_at", "next_attempt_at"]}),
+        (
+            "Outcome",
+            {
+                "fields": [
+                    "cached",
+                    "attempts",
+                    "error",
+                    "attempt_log_json",
+                    "finish_reason",
+                    "started_at",
+                    "finished_at",
+                    "next_attempt_at",
+                ]
+            },
+        ),
         ("Request", {"fields": ["variables_json", "params_json", "metadata_json", "idempotency_key"]}),
     ]
     readonly_fields = [
@@ -115,6 +131,8 @@ class RunAdmin(ReadOnlyAdmin):
         "conversation",
         "cost",
         "error",
+        "attempt_log_json",
+        "cached",
         "variables_json",
         "params_json",
         "metadata_json",
@@ -175,6 +193,11 @@ class RunAdmin(ReadOnlyAdmin):
         if not run.error_code:
             return "-"
         return format_html("<code>{}</code>: {}", run.error_code, run.error_message)
+
+    @admin.display(description="attempt log")
+    def attempt_log_json(self, run: Run) -> SafeString:
+        """Each attempt that ended: the model it called and its error ("" for the one that answered)."""
+        return _json_block(run.attempt_log)
 
     @admin.display(description="variables")
     def variables_json(self, run: Run) -> SafeString:

@@ -16,7 +16,7 @@ half way: then the provider's connection is closed and what was generated is cha
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db.models import F
@@ -51,31 +51,48 @@ def _provider(run: Run) -> Provider:
 
 
 def _next_attempt(run: Run, attempt: int, error: ProviderError) -> bool:
-    """After a failed attempt: waits out the backoff and takes the next attempt (True), or fails the
-    run (False) when the error is final, the attempts are used up, or the wait is too long for a request."""
-    wait_ms = services.retry_backoff_ms(attempt, error.retry_after)
-    if not error.retryable or attempt >= settings.RUN_MAX_ATTEMPTS or wait_ms > settings.INLINE_RETRY_MAX_WAIT_S * 1000:
+    """After a failed attempt: waits out the backoff and takes the next attempt (True), on the same
+    model or on the run's next one (services.provider_after_failure), or fails the run (False) when
+    the error is final or no model has attempts left. A wait too long for a request moves to the next
+    model instead, or fails the run when none is left. `run` follows: its model and attempt log."""
+    step = services.provider_after_failure(run=run, attempt=attempt, error=error)
+    wait_ms = services.retry_backoff_ms(step.model_attempt, error.retry_after) if step.action == services.RETRY else 0
+    if wait_ms > settings.INLINE_RETRY_MAX_WAIT_S * 1000:
+        step = replace(step, action=services.FALLBACK if step.fallback else services.FAIL)
+        wait_ms = 0
+    if step.action == services.FAIL:
         services.run_fail(run, attempt, code=error.code, message=error.message)
         return False
+    moved = services.fallback_values(step.fallback) if step.action == services.FALLBACK and step.fallback else {}
     logger.warning(
-        "inline run attempt failed; retrying",
-        extra={"run_id": str(run.pk), "attempt": attempt, "error_code": error.code, "delay_ms": wait_ms},
+        "inline run attempt failed; trying its next model" if moved else "inline run attempt failed; retrying",
+        extra={"run_id": str(run.pk), "attempt": attempt, "error_code": error.code, "delay_ms": wait_ms, **moved},
     )
     time.sleep(wait_ms / 1000)
     now = timezone.now()
+    log = [*run.attempt_log, services.attempt_entry(run, attempt, code=error.code, message=error.message)]
     taken = Run.objects.filter(services.running_attempt(attempt), pk=run.pk).update(
         attempts=F("attempts") + 1,
         error_code=error.code,
         error_message=error.message,
+        attempt_log=log,
         started_at=now,
         lease_expires_at=leases.lease_until(now),
         updated_at=now,
+        **moved,
     )
+    if taken:  # the next attempt's cost, log entries and answer are of this model
+        run.attempt_log = log
+        for name, value in moved.items():
+            setattr(run, name, value)
     return bool(taken)
 
 
 def run_inline(run: Run) -> Run:
-    """Executes an inline run to its end; the succeeded run, or RunFailed."""
+    """Executes an inline run to its end; the succeeded run, or RunFailed. A run answered from the
+    response cache (run_create found it there) is finished already and returned as it is."""
+    if run.cached:
+        return run
     attempt = run.attempts
     while True:
         try:
@@ -102,7 +119,7 @@ class InlineStream:
 
     run: Run
     attempt: int
-    provider: Provider
+    provider: Provider | None  # None for a cached answer: no provider is called
     chunks: Iterator[StreamChunk]
     started: float
     parts: list[str] = field(default_factory=list)
@@ -112,6 +129,11 @@ class InlineStream:
     error: ProviderError | None = None
 
     def __iter__(self) -> Iterator[StreamChunk]:
+        if self.run.cached:  # the response cache's answer, as one chunk: the run is finished already
+            for chunk in self.chunks:
+                self._take(chunk)
+                yield chunk
+            return
         ended = False
         try:
             with leases.held(self.run.pk, self.attempt):
@@ -156,12 +178,22 @@ class InlineStream:
             latency_ms=round((time.perf_counter() - self.started) * 1000),
             model=self.run.model,
         )
+        assert self.provider is not None  # only a cached answer has none, and it is never finished here
         services.run_succeed(self.run, self.attempt, self.provider, completion, status=status)
 
 
 def run_stream(run: Run) -> InlineStream:
-    """Opens the provider's stream for an inline run, retrying as run_inline does until it opens;
-    RunFailed when it never does."""
+    """Opens the provider's stream for an inline run, retrying (and moving to the run's fallbacks) as
+    run_inline does until it opens; RunFailed when it never does. A run answered from the response
+    cache streams its answer as one chunk."""
+    if run.cached:
+        answer = StreamChunk(
+            text=run.output,
+            finish_reason=run.finish_reason or "stop",
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+        )
+        return InlineStream(run=run, attempt=0, provider=None, chunks=iter([answer]), started=time.perf_counter())
     attempt = run.attempts
     while True:
         try:

@@ -57,6 +57,12 @@ class Run(BaseModel):
     tokens_estimated = models.BooleanField(default=False, help_text="True when counted locally, not by the provider.")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # One entry per attempt that ended, in order (runs.services.attempt_entry): {"attempt", "provider",
+    # "model", "error_code", "error_message", "at"}, `error_code` "" for the one that answered. With
+    # fallbacks it shows each model tried; `provider`/`model` above are the one that answered (or last failed).
+    attempt_log = models.JSONField(default=list, blank=True, editable=False)
+    # Answered from the response cache (runs.response_cache): no provider call, no cost entry, no budget hold.
+    cached = models.BooleanField(default=False, editable=False)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)

@@ -27,6 +27,15 @@ class RunErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class RunAttemptSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField(help_text="The attempt's number (the run's `attempts` counts them).")
+    provider = serializers.CharField()
+    model = serializers.CharField(help_text="The model this attempt called (`fallbacks` move to another).")
+    error_code = serializers.CharField(help_text='Why the attempt failed; "" for the attempt that answered.')
+    error_message = serializers.CharField(allow_blank=True)
+    at = serializers.DateTimeField(help_text="When the attempt ended.")
+
+
 # Base of output serializers of objects tied to one prompt version (runs, batches). A comment, not a
 # docstring: drf-spectacular would copy a docstring into every subclass's schema description.
 class PromptVersionRefSerializer(serializers.ModelSerializer):
@@ -46,6 +55,19 @@ class RunSerializer(PromptVersionRefSerializer):
     usage = serializers.SerializerMethodField()
     cost = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    attempt_log = RunAttemptSerializer(
+        many=True,
+        read_only=True,
+        help_text=(
+            "Each attempt that ended, in order: the provider and model it called and its error "
+            '(`error_code` "" for the one that answered). With `fallbacks`, the models tried in turn; '
+            "`provider` and `model` are the one that answered. Empty for a cached run."
+        ),
+    )
+    cached = serializers.BooleanField(
+        read_only=True,
+        help_text="Answered from the response cache (params `cache`): no provider call, not charged (`cost` null).",
+    )
 
     class Meta:
         model = Run
@@ -70,6 +92,8 @@ class RunSerializer(PromptVersionRefSerializer):
             "cost",
             "latency_ms",
             "attempts",
+            "attempt_log",
+            "cached",
             "error",
             "idempotency_key",
             "created_at",

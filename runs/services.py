@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,9 +30,9 @@ from llmops.queue import send_or_log
 from prompts import services as prompt_services
 from prompts.models import PromptVersion
 from providers import clients, tokens
-from providers.checks import model_check
+from providers.checks import model_check, model_split
 from providers.models import Provider
-from runs import checks, leases, notify
+from runs import checks, leases, notify, response_cache
 from runs.events import run_event_emit
 from runs.models import BatchItem, Run
 
@@ -76,6 +77,11 @@ def run_create(
     is required: a gateway call naming a model. `inline`: the run is recorded already running its
     first attempt, for the caller to execute in this request (runs.inline), and is not enqueued.
 
+    Params `fallbacks` (the version's, or the request's) are checked each as the run's model is, and
+    the budget holds the most expensive of the run's models. With params `cache`, a repeatable request
+    answered within its `ttl` (runs.response_cache) is recorded already succeeded and `cached`: no
+    budget hold, no cost entry, not enqueued nor executed (run_inline and run_stream return it as it is).
+
     Returns (run, created). Nothing is written when validation fails. With an idempotency key, the
     same key and body return the earlier run (created=False); the same key with another body is 409.
     """
@@ -119,8 +125,15 @@ def run_create(
     default_model = prompt_version.model if prompt_version is not None else ""
     provider, model_id = model_check(model=model or default_model, field="model" if model else "prompt")
     run_params = {**version_params, **overrides}
+    fallbacks = _fallbacks_check(run_params, from_request="fallbacks" in overrides)
     # Always send a completion cap: it is what bounds the cost a budget reserves for the run.
     run_params.setdefault("max_tokens", settings.BUDGET_DEFAULT_MAX_TOKENS)
+    cached = _cached_answer(
+        project=project,
+        models=[f"{provider.name}/{model_id}", *run_params.get("fallbacks", [])],
+        messages=input_messages,
+        params=run_params,
+    )
     now = timezone.now()
     running: dict[str, Any] = (
         {
@@ -133,49 +146,122 @@ def run_create(
         if inline
         else {}
     )
+    fields: dict[str, Any] = {
+        "project": project,
+        "created_by": created_by,
+        "api_key": api_key,
+        "prompt_version": prompt_version,
+        "variables": variables,
+        "rendered_input": input_messages,
+        "provider": provider.name,
+        "model": model_id,
+        "params": run_params,
+        "metadata": metadata or {},
+        "idempotency_key": idempotency_key or None,
+        "request_hash": request_hash,
+    }
 
     try:
         with transaction.atomic():
-            run = Run.objects.create(
-                project=project,
-                created_by=created_by,
-                api_key=api_key,
-                prompt_version=prompt_version,
-                variables=variables,
-                rendered_input=input_messages,
-                provider=provider.name,
-                model=model_id,
-                params=run_params,
-                metadata=metadata or {},
-                idempotency_key=idempotency_key or None,
-                request_hash=request_hash,
-                **running,
-            )
-            # Refused (402) rolls the run back: a refused request leaves nothing behind.
-            billing_services.budget_reserve(
-                project=project,
-                api_key=api_key,
-                run_id=run.pk,
-                provider=provider.name,
-                model=model_id,
-                prompt_tokens_bound=tokens.prompt_tokens_bound(
-                    provider=provider, model_id=model_id, messages=run.rendered_input
-                ),
-                max_completion_tokens=run_params["max_tokens"],
-            )
-            if not inline:
-                _enqueue_on_commit(run.pk)
+            if cached is not None:
+                run = _cached_run_create(fields=fields, answer=cached, inline=inline, now=now)
+            else:
+                run = Run.objects.create(**fields, **running)
+                # Refused (402) rolls the run back: a refused request leaves nothing behind.
+                billing_services.budget_reserve(
+                    project=project,
+                    api_key=api_key,
+                    run_id=run.pk,
+                    provider=provider.name,
+                    model=model_id,
+                    prompt_tokens_bound=tokens.prompt_tokens_bound(
+                        provider=provider, model_id=model_id, messages=run.rendered_input
+                    ),
+                    max_completion_tokens=run_params["max_tokens"],
+                    fallbacks=[
+                        billing_services.ReserveCandidate(
+                            provider=fallback.name,
+                            model=fallback_id,
+                            prompt_tokens_bound=tokens.prompt_tokens_bound(
+                                provider=fallback, model_id=fallback_id, messages=run.rendered_input
+                            ),
+                        )
+                        for fallback, fallback_id in fallbacks
+                    ],
+                )
+                if not inline:
+                    _enqueue_on_commit(run.pk)
     except IntegrityError:
         # A concurrent request with the same idempotency key won the race.
         existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
         return _idempotent_replay(existing, request_hash), False
+    if cached is not None:
+        # A cached answer counts towards the key's tokens per minute as the provider's answer did:
+        # the limit caps what a key takes through the platform, not what the provider spent.
+        ratelimit.token_usage_record(api_key=api_key, tokens=cached.prompt_tokens + cached.completion_tokens)
+        logger.info("run answered from the response cache", extra={"run_id": str(run.pk), "model": cached.model})
+        return run, True
     logger.info(
         "run queued" if not inline else "run started inline",
         extra={"run_id": str(run.pk), "provider": provider.name, "model": model_id},
     )
     return run, True
+
+
+def _fallbacks_check(params: dict[str, Any], *, from_request: bool) -> list[tuple[Provider, str]]:
+    """The provider and model id of each of the run's fallbacks, checked as the run's own model is
+    (model_check), or a ValidationFailed naming it: `params.fallbacks.<i>` when the request gave them,
+    `prompt` when they are the version's (as for the version's own model)."""
+    checked = []
+    for index, fallback in enumerate(params.get("fallbacks") or []):
+        if from_request:
+            checked.append(model_check(model=fallback, field=f"params.fallbacks.{index}"))
+            continue
+        try:
+            checked.append(model_check(model=fallback, field="prompt"))
+        except ValidationFailed as exc:
+            problems = [f"Fallback {index} of the version ({fallback}): {problem}" for problem in exc.fields["prompt"]]
+            raise ValidationFailed(
+                f"Fallback {index} of the version: {exc.message}", fields={"prompt": problems}, code=exc.code
+            ) from None
+    return checked
+
+
+def _cached_answer(
+    *, project: Project, models: list[str], messages: list[dict[str, Any]], params: dict[str, Any]
+) -> response_cache.CachedAnswer | None:
+    key = response_cache.request_key(project_id=project.pk, models=models, messages=messages, params=params)
+    ttl = response_cache.cache_ttl(params)
+    if key is None or ttl is None:
+        return None
+    return response_cache.answer_get(key=key, max_age=ttl)
+
+
+def _cached_run_create(
+    *, fields: dict[str, Any], answer: response_cache.CachedAnswer, inline: bool, now: datetime
+) -> Run:
+    """A run answered from the response cache, born finished: succeeded, `cached`, the answer's output,
+    usage and model (the one that answered, maybe a fallback), no attempt. Not charged and not held
+    against a budget: it cost nothing (run_finish with cached=True writes no cost entry). Precondition:
+    inside run_create's transaction."""
+    run = Run.objects.create(
+        **{**fields, "provider": answer.provider, "model": answer.model},
+        execution=Run.Execution.INLINE if inline else Run.Execution.WORKER,
+        started_at=now,
+    )
+    result = RunResult(
+        output=answer.output,
+        finish_reason=answer.finish_reason,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        tokens_estimated=answer.tokens_estimated,
+        latency_ms=0,
+    )
+    run_finish(run=run, status=Run.Status.SUCCEEDED, expected=Q(status=Run.Status.QUEUED), result=result, cached=True)
+    run.refresh_from_db()
+    return run
 
 
 def _idempotent_replay(existing: Run, request_hash: str) -> Run:
@@ -241,6 +327,8 @@ def run_finish(
     error_code: str = "",
     error_message: str = "",
     result: RunResult | None = None,
+    attempt_log: list[dict[str, Any]] | None = None,
+    cached: bool = False,
 ) -> bool:
     """Ends a run: the one place that does, whatever ends it (success, failure, cancel, recovery).
 
@@ -250,6 +338,10 @@ def run_finish(
     when charged, releasing the hold otherwise), the webhook event and the batch's next dispatch.
     Returns False and changes nothing when the run has left that state meanwhile (finished, canceled
     or taken over by another worker), so nothing happens twice.
+
+    `attempt_log`: the run's log with the attempt that ends it (attempt_entry), when an attempt does.
+    `cached`: the result is the response cache's (runs.response_cache): no cost entry, no hold to
+    settle (none was taken), so spend summaries and budgets count only what providers charged.
     """
     if (result is not None) != (status in Run.CHARGED):
         raise ValueError("A result is given exactly for a run that is charged (succeeded or incomplete).")
@@ -273,11 +365,15 @@ def run_finish(
             tokens_estimated=result.tokens_estimated,
             latency_ms=result.latency_ms,
         )
+    if attempt_log is not None:
+        values["attempt_log"] = attempt_log
+    if cached:
+        values["cached"] = True
     with transaction.atomic():
         if not Run.objects.filter(expected, pk=run.pk).update(**values):
             return False
         notify.run_finished_on_commit(run.pk)
-        if result is not None:
+        if result is not None and not cached:
             billing_services.cost_record(
                 run_id=run.pk,
                 project=run.project,
@@ -301,11 +397,14 @@ def _dispatch_its_batch_on_commit(run: Run) -> None:
     """A batch's run that finishes frees a slot: its batch dispatches again once the finish commits."""
     from runs.tasks import dispatch_batch  # the actor module imports this one
 
-    batch_id = BatchItem.objects.filter(run_id=run.pk).values_list("batch_id", flat=True).first()
-    if batch_id is not None:
-        transaction.on_commit(
-            lambda: send_or_log(dispatch_batch, str(batch_id), what="batch dispatch", batch_id=str(batch_id))
-        )
+    def dispatch() -> None:
+        # Looked up after the commit: a run answered from the cache finishes inside the dispatch that
+        # creates it, before its item points at it.
+        batch_id = BatchItem.objects.filter(run_id=run.pk).values_list("batch_id", flat=True).first()
+        if batch_id is not None:
+            send_or_log(dispatch_batch, str(batch_id), what="batch dispatch", batch_id=str(batch_id))
+
+    transaction.on_commit(dispatch, robust=True)  # the run has finished: a failed lookup is only logged
 
 
 def retry_backoff_ms(attempt: int, retry_after: float | None) -> int:
@@ -321,9 +420,111 @@ def running_attempt(attempt: int) -> Q:
     return Q(status=Run.Status.RUNNING, attempts=attempt)
 
 
+# --- attempts and fallbacks ------------------------------------------------------------------------
+#
+# A run's models are its own, then its `fallbacks` (params), tried in that order and never twice.
+# `provider`/`model` are always the model of the current attempt, so the cost of a run is that of
+# the model that answered. Each attempt that ends is logged on the run (`attempt_log`); the log is
+# also what tells which models were tried and since which attempt the current one is in use. Every
+# write of the log is conditional on the attempt that holds the run (read, append, conditional
+# UPDATE), so two writers never interleave.
+
+
+def attempt_entry(run: Run, attempt: int, *, code: str = "", message: str = "") -> dict[str, Any]:
+    """The log entry of attempt number `attempt` on the run's current model; `code` "" for an answer."""
+    return {
+        "attempt": attempt,
+        "provider": run.provider,
+        "model": run.model,
+        "error_code": code,
+        "error_message": message,
+        "at": timezone.now().isoformat(),
+    }
+
+
+def _logged_model(entry: dict[str, Any]) -> str:
+    return f"{entry.get('provider')}/{entry.get('model')}"
+
+
+def run_models(run: Run) -> list[str]:
+    """The run's models as it was created: its own (the first attempt's, once it moved on), then its
+    fallbacks, `<provider>/<model id>` each."""
+    own = _logged_model(run.attempt_log[0]) if run.attempt_log else f"{run.provider}/{run.model}"
+    return [own, *(run.params.get("fallbacks") or [])]
+
+
+def _next_model(run: Run) -> str | None:
+    """The first fallback not tried yet (neither the current model nor one in the log), or None."""
+    tried = {_logged_model(entry) for entry in run.attempt_log} | {f"{run.provider}/{run.model}"}
+    return next((model for model in run.params.get("fallbacks") or [] if model not in tried), None)
+
+
+def _model_attempt(run: Run, attempt: int) -> int:
+    """Attempt `attempt`'s number on the run's current model (1 for its first). A model is used from
+    the attempt after the last logged one of another model; attempts lost with their worker and not
+    logged count too, so a run without fallbacks counts exactly its attempts."""
+    current = f"{run.provider}/{run.model}"
+    since = next((entry["attempt"] + 1 for entry in reversed(run.attempt_log) if _logged_model(entry) != current), 1)
+    return attempt - since + 1
+
+
+RETRY, FALLBACK, FAIL = "retry", "fallback", "fail"
+
+
+@dataclass(frozen=True)
+class AfterFailure:
+    """What follows a failed attempt: RETRY the same model (after a backoff), FALLBACK to `fallback`
+    at once, or FAIL the run. `fallback` is the next model to try whatever the action (None when
+    none is left); `model_attempt` the failed attempt's number on its model."""
+
+    action: str
+    fallback: str | None
+    model_attempt: int
+
+
+def after_failure(*, run: Run, attempt: int, retryable: bool, rate_limited: bool) -> AfterFailure:
+    """The retry and fallback policy, the same for queued and inline runs and for recovery.
+
+    A 429 moves to the next model at once (another model is not rate limited by this one's limit);
+    without one left it is retried like any transient failure. A retryable failure is retried on the
+    same model up to RUN_MAX_ATTEMPTS attempts of that model, then moves on. A failure that is not
+    retryable (a 400, an unknown model, a failed authentication) fails the run: OpenAI's and
+    LiteLLM's fallbacks do not move on for those either, as the request itself is what is wrong,
+    and trying it elsewhere would only spend money. So a run makes at most RUN_MAX_ATTEMPTS attempts
+    per model, which is what bounds its attempts, recovery's included.
+
+    Precondition: `run` as attempt `attempt` holds it (its log without this failure).
+    """
+    fallback = _next_model(run)
+    model_attempt = _model_attempt(run, attempt)
+    if rate_limited and fallback is not None:
+        action = FALLBACK
+    elif retryable and model_attempt < settings.RUN_MAX_ATTEMPTS:
+        action = RETRY
+    elif retryable and fallback is not None:
+        action = FALLBACK
+    else:
+        action = FAIL
+    return AfterFailure(action=action, fallback=fallback, model_attempt=model_attempt)
+
+
+def provider_after_failure(*, run: Run, attempt: int, error: clients.ProviderError) -> AfterFailure:
+    """after_failure for a provider's error."""
+    return after_failure(run=run, attempt=attempt, retryable=error.retryable, rate_limited=error.code == "rate_limited")
+
+
+def fallback_values(fallback: str) -> dict[str, str]:
+    """The fields of a run that moves to `fallback` (`<provider>/<model id>`)."""
+    provider_name, model_id = model_split(fallback)
+    return {"provider": provider_name, "model": model_id}
+
+
 def _claim(run_id: str) -> Run | None:
     """Claims the run for a new attempt: a queued run, or a running one whose lease lapsed (its worker
-    died) with attempts left. One conditional UPDATE, so of two deliveries racing one wins."""
+    died) with attempts left. One conditional UPDATE, so of two deliveries racing one wins.
+
+    A lapsed run takes this shortcut only below RUN_MAX_ATTEMPTS attempts in all; one on a fallback
+    past that waits for recovery, which counts its attempts per model (after_failure) and queues it."""
     now = timezone.now()
     lapsed = Q(status=Run.Status.RUNNING, lease_expires_at__lt=now, attempts__lt=settings.RUN_MAX_ATTEMPTS)
     claimed = (
@@ -398,9 +599,15 @@ def run_succeed(
         tokens_estimated=estimated,
         latency_ms=completion.latency_ms,
     )
+    if status == Run.Status.SUCCEEDED:
+        # Stored before the run shows as succeeded, so whoever sees it succeeded finds its answer (a
+        # batch's next identical item, say). Kept even if the run was taken over meanwhile: it is
+        # still the provider's answer to this request.
+        _cache_store(run, result)
     # Conditional on this attempt still holding the run: one failed by recovery, or taken over after
     # this worker lost its lease, is neither resurrected nor charged twice.
-    if not run_finish(run=run, status=status, expected=running_attempt(attempt), result=result):
+    log = [*run.attempt_log, attempt_entry(run, attempt)]
+    if not run_finish(run=run, status=status, expected=running_attempt(attempt), result=result, attempt_log=log):
         logger.warning("run finished or taken over elsewhere; result dropped", extra={"run_id": str(run.pk)})
         return False
     logger.info(
@@ -415,33 +622,72 @@ def run_succeed(
     return True
 
 
-def _record_failure(run: Run, attempt: int, exc: Any) -> None:
-    if exc.retryable and attempt < settings.RUN_MAX_ATTEMPTS:
-        delay_ms = retry_backoff_ms(attempt, exc.retry_after)
-        now = timezone.now()
-        with transaction.atomic():
-            updated = Run.objects.filter(running_attempt(attempt), pk=run.pk).update(
-                status=Run.Status.QUEUED,
-                error_code=exc.code,
-                error_message=exc.message,
-                next_attempt_at=now + timedelta(milliseconds=delay_ms),
-                enqueued_at=None,
-                lease_expires_at=None,
-                updated_at=now,
-            )
-            if updated:
-                _enqueue_on_commit(run.pk, delay_ms)
-        logger.warning(
-            "run attempt failed; retrying",
-            extra={"run_id": str(run.pk), "attempt": attempt, "error_code": exc.code, "delay_ms": delay_ms},
-        )
+def _cache_store(run: Run, result: RunResult) -> None:
+    """Keeps a cacheable run's answer for its `ttl` (runs.response_cache), under the request it answered."""
+    ttl = response_cache.cache_ttl(run.params)
+    key = response_cache.request_key(
+        project_id=run.project_id, models=run_models(run), messages=run.rendered_input, params=run.params
+    )
+    if key is None or ttl is None:
         return
-    run_fail(run, attempt, code=exc.code, message=exc.message)
+    answer = response_cache.CachedAnswer(
+        provider=run.provider,
+        model=run.model,
+        output=result.output,
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        tokens_estimated=result.tokens_estimated,
+        stored_at=time.time(),
+    )
+    response_cache.answer_put(key=key, answer=answer, ttl=ttl)
+
+
+def _record_failure(run: Run, attempt: int, exc: clients.ProviderError) -> None:
+    """Queues the run again for its next attempt (the same model after a backoff, or its next model
+    at once), or fails it: provider_after_failure decides."""
+    step = provider_after_failure(run=run, attempt=attempt, error=exc)
+    if step.action == FAIL:
+        run_fail(run, attempt, code=exc.code, message=exc.message)
+        return
+    moved = fallback_values(step.fallback) if step.action == FALLBACK and step.fallback else {}
+    delay_ms = 0 if moved else retry_backoff_ms(step.model_attempt, exc.retry_after)
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Run.objects.filter(running_attempt(attempt), pk=run.pk).update(
+            status=Run.Status.QUEUED,
+            error_code=exc.code,
+            error_message=exc.message,
+            attempt_log=[*run.attempt_log, attempt_entry(run, attempt, code=exc.code, message=exc.message)],
+            next_attempt_at=now + timedelta(milliseconds=delay_ms),
+            enqueued_at=None,
+            lease_expires_at=None,
+            updated_at=now,
+            **moved,
+        )
+        if updated:
+            _enqueue_on_commit(run.pk, delay_ms)
+    logger.warning(
+        "run attempt failed; trying its next model" if moved else "run attempt failed; retrying",
+        extra={
+            "run_id": str(run.pk),
+            "attempt": attempt,
+            "error_code": exc.code,
+            "delay_ms": delay_ms,
+            **({"next_model": step.fallback} if moved else {}),
+        },
+    )
 
 
 def run_fail(run: Run, attempt: int, *, code: str, message: str) -> None:
+    """Fails the run if attempt `attempt` still holds it, logging that attempt's error."""
     failed = run_finish(
-        run=run, status=Run.Status.FAILED, expected=running_attempt(attempt), error_code=code, error_message=message
+        run=run,
+        status=Run.Status.FAILED,
+        expected=running_attempt(attempt),
+        error_code=code,
+        error_message=message,
+        attempt_log=[*run.attempt_log, attempt_entry(run, attempt, code=code, message=message)],
     )
     if failed:
         logger.warning("run failed", extra={"run_id": str(run.pk), "error_code": code})
@@ -461,20 +707,23 @@ def _lapsed(now: datetime) -> Q:
     )
 
 
-def _requeue(run_id: uuid.UUID, expected: Q, *, code: str, message: str) -> bool:
-    """Puts a running run back in the queue for its next attempt and sends it (conditional on `expected`)."""
+def _requeue(run: Run, expected: Q, *, code: str, message: str, fallback: str | None = None) -> bool:
+    """Puts a running run back in the queue for its next attempt, on `fallback` when given, logging
+    the attempt it lost, and sends it (conditional on `expected`, which names that attempt)."""
     now = timezone.now()
-    requeued = Run.objects.filter(expected, pk=run_id).update(
+    requeued = Run.objects.filter(expected, pk=run.pk).update(
         status=Run.Status.QUEUED,
         lease_expires_at=None,
         enqueued_at=None,
         next_attempt_at=None,
         error_code=code,
         error_message=message,
+        attempt_log=[*run.attempt_log, attempt_entry(run, run.attempts, code=code, message=message)],
         updated_at=now,
+        **(fallback_values(fallback) if fallback else {}),
     )
     if requeued:
-        _enqueue(run_id)
+        _enqueue(run.pk)
     return bool(requeued)
 
 
@@ -487,8 +736,11 @@ def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
       RUN_RECOVER_QUEUED_AFTER_S (the broker lost it: a restart without persistence, a failover, a
       flush) get another; a duplicate message is harmless, the claim lets one through.
     - `requeued`: running runs whose lease lapsed (their worker died) go back to the queue, or
-      `failed` as `worker_lost` once they used RUN_MAX_ATTEMPTS, through run_finish. An inline
-      run (the gateway's) whose process died is failed at once: its client is gone.
+      `failed` as `worker_lost` through run_finish. A lost attempt counts as a retryable failure of
+      its model (after_failure): retried until the model used RUN_MAX_ATTEMPTS attempts, then on the
+      run's next fallback, then failed; so a run with fallbacks makes at most RUN_MAX_ATTEMPTS per
+      model, and recovery ends. An inline run (the gateway's) whose process died is failed at once:
+      its client is gone.
     """
     now = now or timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
@@ -512,16 +764,25 @@ def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
     lapsed = _lapsed(now)
     for run in Run.objects.filter(lapsed).select_related("project", "api_key")[:BATCH]:
         expected = lapsed & Q(attempts=run.attempts)
+        step = after_failure(run=run, attempt=run.attempts, retryable=True, rate_limited=False)
         # An inline run's request is gone with its process: nobody would get a second attempt's answer.
-        if run.attempts < settings.RUN_MAX_ATTEMPTS and run.execution == Run.Execution.WORKER:
+        if step.action != FAIL and run.execution == Run.Execution.WORKER:
             message = f"Attempt {run.attempts} lost its worker (killed or stopped); the run was queued again."
-            counts["requeued"] += _requeue(run.pk, expected, code=WORKER_LOST, message=message)
-        elif run_finish(
+            fallback = step.fallback if step.action == FALLBACK else None
+            counts["requeued"] += _requeue(run, expected, code=WORKER_LOST, message=message, fallback=fallback)
+            continue
+        message = (
+            f"Each of the run's {run.attempts} attempts lost its worker (killed or stopped)."
+            if not run.attempt_log
+            else f"Attempt {run.attempts} lost its worker (killed or stopped); the attempt log has the others."
+        )
+        if run_finish(
             run=run,
             status=Run.Status.FAILED,
             expected=expected,
             error_code=WORKER_LOST,
-            error_message=f"Each of the run's {run.attempts} attempts lost its worker (killed or stopped).",
+            error_message=message,
+            attempt_log=[*run.attempt_log, attempt_entry(run, run.attempts, code=WORKER_LOST, message=message)],
         ):
             counts["failed"] += 1
     if any(counts.values()):
@@ -533,7 +794,5 @@ def runs_hand_back(*, held: dict[uuid.UUID, int]) -> int:
     """Queues again, at once, the runs a stopping worker still holds (run id -> attempt), so another
     worker takes them over without waiting for their leases to lapse. Returns how many."""
     message = "The worker stopped before the attempt finished; the run was queued again."
-    return sum(
-        _requeue(run_id, running_attempt(attempt), code=WORKER_STOPPED, message=message)
-        for run_id, attempt in held.items()
-    )
+    runs = Run.objects.filter(pk__in=list(held)).only("pk", "provider", "model", "attempts", "attempt_log")
+    return sum(_requeue(run, running_attempt(held[run.pk]), code=WORKER_STOPPED, message=message) for run in runs)

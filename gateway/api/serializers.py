@@ -8,12 +8,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from llmops.serializers import StrictInputSerializer
+from prompts.services import params_json_schema
 from providers.checks import MODEL_PATTERN
 
 # `prompt:<name>`, `prompt:<name>@<label>` or `prompt:<name>@<version number>`.
 PROMPT_MODEL_PATTERN = r"^prompt:([-a-zA-Z0-9_]{1,100})(?:@([-a-zA-Z0-9_]{1,50}))?$"
 _PROMPT_MODEL = re.compile(PROMPT_MODEL_PATTERN)
 ROLES = ("system", "user", "assistant", "developer")
+_NAMES_A_PROMPT = {"properties": {"model": {"pattern": PROMPT_MODEL_PATTERN}}}
 # OpenAI request fields this gateway does not implement: refused by name rather than ignored.
 UNSUPPORTED = (
     "tools",
@@ -74,7 +76,8 @@ class ContentField(serializers.Field):
     """A message's content: a string, or a list of text parts (joined)."""
 
     default_error_messages = {
-        "invalid": "Must be a string or a list of text parts ({'type': 'text', 'text': ...}).",
+        # (Braces doubled: DRF formats these messages.)
+        "invalid": "Must be a string or a list of text parts ({{'type': 'text', 'text': ...}}).",
     }
 
     def to_internal_value(self, data: Any) -> str:
@@ -126,13 +129,30 @@ class GatewayMessageSerializer(StrictInputSerializer):
         return {"role": role, "content": attrs["content"]}
 
 
+_RUN_PARAMS_SCHEMA = params_json_schema()["properties"]
+
+
+@extend_schema_field(_RUN_PARAMS_SCHEMA["fallbacks"])
+class FallbacksField(serializers.JSONField):
+    """Passed on as given: prompts.services.validate_params checks it and names each bad item."""
+
+
+@extend_schema_field(_RUN_PARAMS_SCHEMA["cache"])
+class CacheField(serializers.JSONField):
+    """Passed on as given: prompts.services.validate_params checks it."""
+
+
 class GatewayStreamOptionsSerializer(StrictInputSerializer):
     include_usage = serializers.BooleanField(required=False, default=False)
 
 
 class ChatCompletionRequestSerializer(StrictInputSerializer):
-    model = serializers.CharField(
+    model = serializers.RegexField(
+        f"{PROMPT_MODEL_PATTERN}|{MODEL_PATTERN}",
         max_length=300,
+        error_messages={
+            "invalid": "Must be `prompt:<name>[@<label or version>]` or `<provider>/<model id>`, e.g. `local/smollm2`."
+        },
         help_text=(
             "A managed prompt, `prompt:<name>` (its latest version), `prompt:<name>@<label>` or "
             "`prompt:<name>@<version number>`; or a model, `<provider>/<model id>`."
@@ -166,8 +186,39 @@ class ChatCompletionRequestSerializer(StrictInputSerializer):
         child=serializers.CharField(max_length=512), required=False, help_text="Recorded on the run."
     )
     store = serializers.BooleanField(required=False, help_text="Accepted; every call is recorded as a run.")
+    fallbacks = FallbacksField(
+        required=False,
+        help_text=(
+            "Not OpenAI's: up to 3 models (`<provider>/<model id>`) tried in turn when the model answers 429 "
+            "or keeps failing with a retryable error (the OpenAI SDK sends it in `extra_body`). The response's "
+            "`model` is the one that answered."
+        ),
+    )
+    cache = CacheField(
+        required=False,
+        help_text=(
+            'Not OpenAI\'s: `{"ttl": seconds}`, the response cache. With `temperature` 0 or a `seed`, an '
+            "identical call is answered from an answer at most `ttl` seconds old, not charged."
+        ),
+    )
 
-    PARAMS = ("temperature", "top_p", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty")
+    PARAMS = (
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "fallbacks",
+        "cache",
+    )
+    # What `validate` checks between fields, in the schema: a model (not a prompt) needs messages
+    # and takes no variables.
+    json_schema_rules = [
+        {"anyOf": [_NAMES_A_PROMPT, {"required": ["messages"], "properties": {"messages": {"minItems": 1}}}]},
+        {"anyOf": [_NAMES_A_PROMPT, {"properties": {"variables": {"maxProperties": 0}}}]},
+    ]
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -177,13 +228,6 @@ class ChatCompletionRequestSerializer(StrictInputSerializer):
                     {name: ["Not supported by this gateway (chat text only)."] for name in unsupported}
                 )
         return super().to_internal_value(data)
-
-    def validate_model(self, value: str) -> str:
-        if not (_PROMPT_MODEL.fullmatch(value) or re.fullmatch(MODEL_PATTERN, value)):
-            raise serializers.ValidationError(
-                "Must be `prompt:<name>[@<label or version>]` or `<provider>/<model id>`, e.g. `local/smollm2`."
-            )
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         ref = model_ref(attrs["model"])
