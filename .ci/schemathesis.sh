@@ -176,6 +176,7 @@ UNSTATABLE = {
         ("variables.", "", RENDERS),
         ("model", "provider|has no model", PROVIDER),
         ("prompt", "provider|has no model", PROVIDER),
+        ("params.fallbacks.", "provider|has no model", PROVIDER),
     ],
     "POST /api/v1/batches": [
         ("prompt", "No such prompt", EXISTS),
@@ -193,8 +194,7 @@ UNSTATABLE["GET /api/v1/prompts/{ref}/resolve"] = [
 ]
 UNSTATABLE["POST /v1/chat/completions"] = [
     ("model", "provider|has no model", PROVIDER),
-    ("messages", "Required", "messages are required when `model` is not a prompt: a relation between two fields"),
-    ("variables", "Only a prompt", "variables only with a prompt: a relation between two fields"),
+    ("fallbacks.", "provider|has no model", PROVIDER),
     ("variables.", "", RENDERS),
 ]
 UNSTATABLE["POST /api/v1/run"] = [

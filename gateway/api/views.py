@@ -175,7 +175,11 @@ class ChatCompletionsView(OpenAIView):
         try:
             run, _ = self._run_create(request, serializer)
         except ValidationFailed as exc:
-            if ref.prompt is not None and set(exc.fields) & {"prompt", "label", "version"}:
+            missing = any(
+                name in ("prompt", "label", "version") and any(p.startswith("No such") for p in problems)
+                for name, problems in exc.fields.items()
+            )
+            if ref.prompt is not None and missing:
                 message = f"{data['model']!r} is not a prompt of this project: {exc.message}"
                 raise NotFound(message, fields=exc.fields, code="model_not_found") from None
             raise
