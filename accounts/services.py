@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from accounts import keys
@@ -161,7 +161,14 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
     if parts is None:
         raise APIKeyInvalid("Invalid API key.")
     prefix, secret = parts
-    api_key = APIKey.objects.select_related("created_by", "project").filter(prefix=prefix).first()
+    # The creator's role in the key's project rides along: one query authenticates a request.
+    creator_role = Membership.objects.filter(project=OuterRef("project"), user=OuterRef("created_by")).values("role")
+    api_key = (
+        APIKey.objects.select_related("created_by", "project")
+        .annotate(creator_role=Subquery(creator_role[:1]))
+        .filter(prefix=prefix)
+        .first()
+    )
     if api_key is None:
         raise APIKeyInvalid("Invalid API key.")
     # Both comparisons always run, so timing does not tell which secret (if either) matched.
@@ -177,7 +184,7 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
         raise APIKeyInvalid("API key has expired.")
     if not api_key.created_by.is_active:
         raise APIKeyInvalid("User account is disabled.")
-    role = member_role(project=api_key.project, user=api_key.created_by)
+    role = api_key.creator_role  # type: ignore[attr-defined]
     if role is None:
         raise APIKeyInvalid("The key's creator is no longer a member of its project.")
     api_key.member_role = role

@@ -2,7 +2,6 @@
 
 The payload is the run's public shape, the same as the API's and a batch export's."""
 
-import uuid
 from typing import Any
 
 from runs.models import Run
@@ -25,13 +24,20 @@ def run_event_payload(run: Run) -> dict[str, Any]:
     return data
 
 
-def run_event_emit(*, run_id: uuid.UUID) -> None:
-    """Emits `run.succeeded` or `run.failed` for a finished run, at most once per run and endpoint.
+def run_event_emit(*, run: Run) -> None:
+    """Emits `run.succeeded` or `run.failed` for a run just finished (`run` holds its new status), at
+    most once per run and endpoint.
 
-    Call it inside the transaction that finishes the run; a run in any other state emits nothing.
+    Call it inside the transaction that finishes the run; a run in any other state emits nothing. The
+    payload is read (the run as the API shows it) only when an endpoint subscribes: most projects
+    have none, and then this costs one query.
     """
-    run = Run.objects.select_related("project", "prompt_version__prompt", "cost_log").filter(pk=run_id).first()
-    if run is None or run.status not in _EVENTS:
+    if run.status not in _EVENTS:
         return
     event = _EVENTS[Run.Status(run.status)]
-    webhook_emit(project=run.project, event=event, payload=run_event_payload(run), dedupe_key=f"{event}:{run.pk}")
+
+    def payload() -> dict[str, Any]:
+        finished = Run.objects.select_related("project", "prompt_version__prompt", "cost_log").get(pk=run.pk)
+        return run_event_payload(finished)
+
+    webhook_emit(project=run.project, event=event, payload=payload, dedupe_key=f"{event}:{run.pk}")

@@ -44,6 +44,9 @@ class RunFailed(Exception):
 
 
 def _provider(run: Run) -> Provider:
+    known: Provider | None = getattr(run, "provider_row", None)  # run_create's, for the same model
+    if known is not None and known.name == run.provider:
+        return known
     provider = Provider.objects.filter(name=run.provider).first()
     if provider is None:
         raise ProviderError("unknown_provider", f"Provider {run.provider!r} no longer exists.", retryable=False)
@@ -107,8 +110,8 @@ def run_inline(run: Run) -> Run:
                 continue
             run.refresh_from_db()
             raise RunFailed(run, error) from None
-        services.run_succeed(run, attempt, provider, completion)
-        run.refresh_from_db()
+        if not services.run_succeed(run, attempt, provider, completion):
+            run.refresh_from_db()  # finished elsewhere meanwhile (recovery): show what it is
         return run
 
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -103,6 +105,12 @@ class Run(BaseModel):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+    # Set by runs.services.run_create on the instance it returns, for the request that executes the run
+    # (runs.inline) and finishes it: the provider row it checked, and whether a budget holds an amount
+    # for it. Not columns; a run loaded from the database has neither.
+    provider_row: Any
+    budget_held: bool
 
     @property
     def is_finished(self) -> bool:

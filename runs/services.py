@@ -168,7 +168,7 @@ def run_create(
             else:
                 run = Run.objects.create(**fields, **running)
                 # Refused (402) rolls the run back: a refused request leaves nothing behind.
-                billing_services.budget_reserve(
+                held = billing_services.budget_reserve(
                     project=project,
                     api_key=api_key,
                     run_id=run.pk,
@@ -189,6 +189,11 @@ def run_create(
                         for fallback, fallback_id in fallbacks
                     ],
                 )
+                # Kept on this instance for the request that executes it (runs.inline) and finishes it
+                # (run_finish): the provider row needs no second query, and with no hold there is
+                # none to settle or release.
+                run.provider_row = provider
+                run.budget_held = bool(held)
                 if not inline:
                     _enqueue_on_commit(run.pk)
     except IntegrityError:
@@ -373,6 +378,9 @@ def run_finish(
         if not Run.objects.filter(expected, pk=run.pk).update(**values):
             return False
         notify.run_finished_on_commit(run.pk)
+        for name, value in values.items():  # the caller's instance is the finished run, without a re-read
+            setattr(run, name, value)
+        held = getattr(run, "budget_held", True)  # unknown (a run loaded by a worker): settle or release
         if result is not None and not cached:
             billing_services.cost_record(
                 run_id=run.pk,
@@ -385,11 +393,13 @@ def run_finish(
                 completion_tokens=result.completion_tokens,
                 tokens_estimated=result.tokens_estimated,
             )
-            billing_services.budget_settle(run_id=run.pk)
-        else:
+            if held:
+                billing_services.budget_settle(run_id=run.pk)
+        elif held:
             billing_services.budget_release(run_id=run.pk)
-        run_event_emit(run_id=run.pk)
-        _dispatch_its_batch_on_commit(run)
+        run_event_emit(run=run)
+        if run.execution == Run.Execution.WORKER:  # an inline run (the gateway's) is in no batch
+            _dispatch_its_batch_on_commit(run)
     return True
 
 

@@ -20,6 +20,7 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -119,17 +120,24 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
 
 
 def webhook_emit(
-    *, project: Project, event: str, payload: dict[str, Any], dedupe_key: str = ""
+    *,
+    project: Project,
+    event: str,
+    payload: dict[str, Any] | Callable[[], dict[str, Any]],
+    dedupe_key: str = "",
 ) -> list[WebhookDelivery]:
     """Records one delivery per active endpoint of `project` subscribed to `event` and sends each after
     commit. Call it inside the transaction that writes the fact. With `dedupe_key`, an endpoint that
-    already has a delivery with that key gets no second one (for emitters that may run twice)."""
+    already has a delivery with that key gets no second one (for emitters that may run twice).
+    `payload` may be a function, called only when an endpoint subscribes (once)."""
     if event not in WebhookEvent.values:
         raise ValueError(f"Unknown webhook event {event!r}.")
     # Few endpoints per project, and JSON containment is not portable to SQLite: filtered here.
     endpoints = [e for e in WebhookEndpoint.objects.filter(project=project, is_active=True) if event in e.events]
     if not endpoints:
         return []  # the common case: one indexed query, no writes
+    if callable(payload):
+        payload = payload()
     deliveries: list[WebhookDelivery] = []
     with transaction.atomic():
         for endpoint in endpoints:

@@ -182,8 +182,8 @@ def test_the_etag_follows_the_names_the_body_shows(alice_client, alice, greet):
 def test_a_304_costs_one_query_after_authentication(alice_client, greet, django_assert_num_queries):
     etag = _fetch(alice_client, "?label=production")["ETag"]  # also refreshes the key's last use
 
-    # The key (1) and its creator's role (1), then one query resolves the label; no version is loaded.
-    with CaptureQueriesContext(connection) as queries, django_assert_num_queries(3):
+    # The key with its creator's role (1), then one query resolves the label; no version is loaded.
+    with CaptureQueriesContext(connection) as queries, django_assert_num_queries(2):
         response = _fetch(alice_client, "?label=production", etag)
 
     assert response.status_code == 304
@@ -196,14 +196,14 @@ def test_a_304_costs_one_query_after_authentication(alice_client, greet, django_
 def test_a_304_by_number_or_latest_costs_one_query_too(alice_client, greet, django_assert_num_queries, query):
     etag = _fetch(alice_client, query)["ETag"]
 
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         assert _fetch(alice_client, query, etag).status_code == 304
 
 
 def test_a_200_costs_one_query_more_than_a_304(alice_client, greet, django_assert_num_queries):
     _fetch(alice_client)
 
-    with django_assert_num_queries(4):  # the 304's three, and the version
+    with django_assert_num_queries(3):  # the 304's two, and the version
         assert _fetch(alice_client, "?label=production").status_code == 200
 
 

@@ -495,9 +495,9 @@ def test_run_events_truncate_long_output_and_are_emitted_once_per_run(
     succeeded = _finished_run(alice, version, status=Run.Status.SUCCEEDED, output="x" * (OUTPUT_LIMIT + 10))
 
     with django_capture_on_commit_callbacks() as callbacks:
-        run_event_emit(run_id=queued.pk)
-        run_event_emit(run_id=succeeded.pk)
-        run_event_emit(run_id=succeeded.pk)  # a redelivered message finishing the same run
+        run_event_emit(run=queued)
+        run_event_emit(run=succeeded)
+        run_event_emit(run=succeeded)  # a redelivered message finishing the same run
 
     [delivery] = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert len(callbacks) == 1
