@@ -781,11 +781,12 @@ def runs_recover(*, now: datetime | None = None) -> dict[str, int]:
             fallback = step.fallback if step.action == FALLBACK else None
             counts["requeued"] += _requeue(run, expected, code=WORKER_LOST, message=message, fallback=fallback)
             continue
-        message = (
-            f"Each of the run's {run.attempts} attempts lost its worker (killed or stopped)."
-            if not run.attempt_log
-            else f"Attempt {run.attempts} lost its worker (killed or stopped); the attempt log has the others."
-        )
+        if run.execution == Run.Execution.INLINE:
+            message = "The process executing this call in its request died; its client is gone, so it is not retried."
+        elif not run.attempt_log:
+            message = f"Each of the run's {run.attempts} attempts lost its worker (killed or stopped)."
+        else:
+            message = f"Attempt {run.attempts} lost its worker (killed or stopped); the attempt log has the others."
         if run_finish(
             run=run,
             status=Run.Status.FAILED,

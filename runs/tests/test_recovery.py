@@ -206,3 +206,21 @@ def test_the_recovery_loop_runs_passes_on_its_own(alice, version, worker, settin
         assert wait_for_run(run.pk, timeout=20).status == Run.Status.SUCCEEDED
     finally:
         loop.stop()
+
+
+def test_an_inline_run_whose_process_died_is_failed_not_queued_for_nobody(alice, version, openai_server):
+    """A gateway call executes in its request: when the web process dies mid-call, no client waits for
+    another attempt, so recovery fails the run (and releases its hold) instead of queueing it."""
+    budget = BudgetFactory(owner=alice, amount=Decimal("10"))
+    dead = _lapsed_run(alice, version, attempts=1)
+    Run.objects.filter(pk=dead.pk).update(execution=Run.Execution.INLINE)
+    BudgetReservation.objects.create(budget=budget, run=dead, amount=Decimal("0.5"))
+
+    counts = services.runs_recover()
+
+    dead.refresh_from_db()
+    assert (counts["requeued"], counts["failed"]) == (0, 1)
+    assert (dead.status, dead.error_code) == (Run.Status.FAILED, services.WORKER_LOST)
+    assert "not retried" in dead.error_message
+    assert BudgetReservation.objects.get(run=dead).status == "released"
+    assert not openai_server.chat_requests()
