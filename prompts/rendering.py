@@ -84,6 +84,8 @@ def normalize_variables(variables: Any) -> dict[str, dict[str, Any]]:
         if unknown:
             problems.append(f"Unknown keys: {', '.join(sorted(unknown))}.")
         type_name = spec.get("type", "string")
+        if not isinstance(type_name, str):  # a list or an object is not hashable: no `in` test on it
+            type_name = repr(type_name)
         if type_name not in VARIABLE_TYPES:
             problems.append(f"type must be one of: {', '.join(VARIABLE_TYPES)}.")
         required = spec.get("required", "default" not in spec)

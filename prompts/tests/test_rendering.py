@@ -75,6 +75,15 @@ def test_normalize_variables_names_every_invalid_entry():
     assert "pattern" in fields["variables.extra_key"][0]
 
 
+@pytest.mark.parametrize("type_value", [[{}], {"a": 1}, ["string"], None, 3])
+def test_a_type_that_is_not_a_string_is_a_field_error_not_a_crash(type_value):
+    # Found by the fuzzer: a list as `type` (unhashable) used to raise TypeError, a 500.
+    with pytest.raises(ValidationFailed) as caught:
+        rendering.normalize_variables({"k": {"type": type_value, "default": None}})
+
+    assert "type must be one of" in caught.value.fields["variables.k"][0]
+
+
 # Template checks (at version creation)
 
 
