@@ -1,7 +1,7 @@
 """The OpenAI error shape, for the OpenAI-compatible paths (`/v1/`, the gateway app):
 
     {"error": {"message": "...", "type": "invalid_request_error", "param": "messages.0.role",
-               "code": "validation_error", "request_id": "..."}}
+               "code": "validation_error", "fields": {"messages.0.role": ["..."]}, "request_id": "..."}}
 
 It is the platform's error (llmops.errors.error_body) said the way OpenAI's SDKs read it: the status
 code picks the SDK's exception class (400 BadRequestError, 401 AuthenticationError, 403
@@ -49,6 +49,8 @@ def openai_error_body(platform_body: dict[str, Any], status: int) -> dict[str, A
             "type": openai_error_type(status),
             "param": next(iter(fields), None),
             "code": error.get("code"),
+            # Not OpenAI's (its SDKs keep unknown keys): every field at fault, as the platform's errors give it.
+            "fields": fields,
             "request_id": error.get("request_id"),
         }
     }

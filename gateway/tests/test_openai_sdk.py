@@ -241,3 +241,13 @@ def test_a_gateway_run_reads_back_through_the_runs_api(client, alice_client):
     assert body["prompt"] is None and body["prompt_name"] is None and body["version"] is None
     assert body["execution"] == "inline" and body["status"] == "succeeded"
     assert body["cost"]["known"] is True
+
+
+def test_an_error_names_every_field_at_fault(client):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model="local/test-model", messages=[{"role": "user", "content": "x"}], temperature=5, top_p=3
+        )
+
+    assert set(bad.value.body["fields"]) == {"temperature", "top_p"}
+    assert bad.value.body["param"] in bad.value.body["fields"]

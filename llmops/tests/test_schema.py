@@ -95,7 +95,7 @@ def test_error_responses_use_the_error_shape(schema):
     error_fields = schema["components"]["schemas"]["ErrorDetail"]["properties"]
     assert set(error_fields) == {"code", "message", "fields", "request_id"}
     openai_fields = schema["components"]["schemas"]["OpenAIErrorDetail"]["properties"]
-    assert set(openai_fields) == {"message", "type", "param", "code", "request_id"}
+    assert set(openai_fields) == {"message", "type", "param", "code", "fields", "request_id"}
     for path, method, operation in _operations(schema):
         # The gateway's OpenAI paths answer in OpenAI's error shape, which its SDKs read.
         shape = "OpenAIError" if path.startswith("/v1/") else "Error"
