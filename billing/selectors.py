@@ -81,7 +81,8 @@ def cost_summary(*, project: Project, start: datetime | None, end: datetime | No
     if end is not None:
         logs = logs.filter(created_at__lt=end)
     aggregates = _cost_aggregates()
-    rows = list(logs.annotate(group=GROUPINGS[group_by]).values("group").annotate(**aggregates).order_by("group"))
+    grouped = logs.annotate(group=GROUPINGS[group_by]).values("group").annotate(**aggregates).order_by("group")
+    rows: list[dict[str, Any]] = [dict(row) for row in grouped]
     # The totals are the groups' sums (every entry is in exactly one group): one scan of the entries,
     # not two (bench/cost_summary.py).
     totals = {name: sum((row[name] for row in rows), Decimal(0) if name == "cost" else 0) for name in aggregates}

@@ -288,11 +288,17 @@ class OpenAIErrorDetailSerializer(serializers.Serializer):
     type = serializers.CharField()
     param = serializers.CharField(allow_null=True)
     code = serializers.CharField(allow_null=True)
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="Not OpenAI's: every field at fault and its problems (the first is `param`).",
-    )
     request_id = serializers.CharField(allow_null=True)
+
+    # `fields` added here: a class attribute of that name would hide Serializer.fields.
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            **super().get_fields(),
+            "fields": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField()),
+                help_text="Not OpenAI's: every field at fault and its problems (the first is `param`).",
+            ),
+        }
 
 
 class OpenAIErrorSerializer(serializers.Serializer):
