@@ -27,6 +27,8 @@ class Scope(models.TextChoices):
     RUNS_EXECUTE = "runs:execute", "Create and cancel runs"
     RUNS_READ = "runs:read", "Read runs"
     BILLING_READ = "billing:read", "Read costs and budgets"
+    EVALS_READ = "evals:read", "Read datasets, experiments and scores"
+    EVALS_WRITE = "evals:write", "Create datasets and examples, run experiments, record scores"
     KEYS_MANAGE = "keys:manage", "Create, rotate and revoke keys; manage budgets"
 
 
@@ -45,8 +47,8 @@ class Role(models.TextChoices):
 
 ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2, Role.OWNER: 3}
 # The scopes each role allows: a session acts with all of them, a key with those it holds among them.
-_VIEWER_SCOPES = [Scope.PROMPTS_READ, Scope.RUNS_READ, Scope.BILLING_READ]
-_EDITOR_SCOPES = [*_VIEWER_SCOPES, Scope.PROMPTS_WRITE, Scope.RUNS_EXECUTE]
+_VIEWER_SCOPES = [Scope.PROMPTS_READ, Scope.RUNS_READ, Scope.BILLING_READ, Scope.EVALS_READ]
+_EDITOR_SCOPES = [*_VIEWER_SCOPES, Scope.PROMPTS_WRITE, Scope.RUNS_EXECUTE, Scope.EVALS_WRITE]
 ROLE_SCOPES: dict[str, list[str]] = {
     Role.VIEWER: [str(scope) for scope in _VIEWER_SCOPES],
     Role.EDITOR: [str(scope) for scope in _EDITOR_SCOPES],

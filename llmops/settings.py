@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "billing",
     "webhooks",
     "gateway",
+    "evals",
 ]
 
 MIDDLEWARE = [
@@ -363,3 +364,7 @@ WANDB_PROJECT = env.str("WANDB_PROJECT", default="")
 WANDB_ENTITY = env.str("WANDB_ENTITY", default="")
 WANDB_MODE = env.str("WANDB_MODE", default="online")  # "offline" writes files for a later `wandb sync`
 WANDB_DIR = env.str("WANDB_DIR", default=str(BASE_DIR / "var" / "wandb"))
+
+# Evaluation (evals): custom scorers, each a dotted path to a evals.scorers.base.Scorer subclass
+# (comma-separated), registered next to the built-in ones under the class's `name`.
+EVALS_SCORERS = env.list("EVALS_SCORERS", default=[])

@@ -13,6 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("runs.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("webhooks.api.urls")),
+    path("", include("evals.api.urls")),
 ]
 
 urlpatterns = [

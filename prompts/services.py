@@ -9,6 +9,7 @@ from accounts.models import Project, Role, User
 from accounts.services import role_check
 from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
+from prompts.label_gates import label_gates_check
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
 from providers.checks import MODEL_PATTERN, model_shape_check, provider_check
 from webhooks.models import WebhookEvent
@@ -337,6 +338,8 @@ def label_move(
                 f"Version {version_number} does not exist.", fields={"version": ["No such version of this prompt."]}
             )
         current = PromptLabel.objects.filter(prompt=locked, name=label).first()
+        if current is None or current.version_id != version.pk:
+            label_gates_check(prompt=locked, label=label, version=version)
         if current is None:
             current = PromptLabel.objects.create(prompt=locked, name=label, version=version)
             move = LabelMove.objects.create(

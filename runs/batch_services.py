@@ -36,6 +36,7 @@ from runs import services as run_services
 from runs.batch_files import BatchRow, row_key, typed_cells
 from runs.batch_selectors import CHUNK_SIZE, batch_event_payload
 from runs.models import Batch, BatchItem, Run
+from runs.signals import batch_completed
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_emit
 
@@ -295,6 +296,8 @@ def _complete(batch: Batch, *, now: datetime) -> None:
         dedupe_key=f"batch.completed:{batch.pk}",
     )
     logger.info("batch completed", extra={"batch_id": str(batch.pk)})
+    batch_id = batch.pk
+    transaction.on_commit(lambda: batch_completed.send(sender=Batch, batch_id=batch_id))
 
 
 def batches_recover(*, limit: int = 1000, idle_for: timedelta | None = None) -> int:

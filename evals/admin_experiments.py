@@ -1,0 +1,1 @@
+"""Admin of experiments and their results."""

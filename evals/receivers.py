@@ -1,0 +1,1 @@
+"""What evals does when other apps' signals fire (connected in EvalsConfig.ready)."""
