@@ -16,7 +16,9 @@ from evals.scorers.base import Scorer, ScorerOptionsError
 from llmops.errors import FieldErrors, ValidationFailed
 
 # Dotted paths of the built-in scorers (evals.scorers.<module>.<class>).
-BUILTIN: list[str] = []
+BUILTIN: list[str] = [
+    "evals.scorers.text.ExactMatch",
+]
 
 
 @cache
