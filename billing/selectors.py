@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import (
     Case,
+    CharField,
     Count,
     DateTimeField,
     DecimalField,
@@ -21,7 +22,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
 
 from accounts.models import APIKey, Project
 from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
@@ -55,6 +56,17 @@ GROUPINGS = {
     "model": F("model"),
     "provider": F("provider"),
     "prompt": F("run__prompt_version__prompt__name"),
+    # `<prompt> v<number>`, the arms of an A/B split side by side (null for a run of a plain model).
+    "version": Case(
+        When(run__prompt_version__isnull=True, then=Value(None)),
+        default=Concat(
+            F("run__prompt_version__prompt__name"),
+            Value(" v"),
+            Cast(F("run__prompt_version__number"), CharField()),
+            output_field=CharField(),
+        ),
+        output_field=CharField(),
+    ),
     "key": F("api_key__prefix"),
     # Who made the run (its creator's username; null when that user was deleted).
     "member": F("created_by__username"),

@@ -81,7 +81,15 @@ class PromptLabel(BaseModel):
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="labels")
     name = models.SlugField(max_length=50)
+    # The label's main version: what a batch, an experiment, a render and the resolve endpoint (ETag)
+    # take, and one of the arms of a split when it has one.
     version = models.ForeignKey(PromptVersion, on_delete=models.RESTRICT, related_name="labels")
+    # An A/B split of the label's runs: [{"version": <number>, "weight": <percent>}, ...], [] for none
+    # (prompts.services.label_split_set states the rules; prompts.splits picks an arm). A JSON field,
+    # not a model of arms: a split is at most a few arms, always replaced as a whole and read with the
+    # label in the one query that resolves a run, and its history is a snapshot on each LabelMove.
+    # Versions are named by number: they are immutable and never deleted (RESTRICT), as with the moves.
+    split = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["prompt", "name"]
@@ -101,6 +109,8 @@ class LabelMove(BaseModel):
     from_version = models.ForeignKey(PromptVersion, on_delete=models.RESTRICT, null=True, blank=True, related_name="+")
     to_version = models.ForeignKey(PromptVersion, on_delete=models.RESTRICT, related_name="+")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    # The label's split after this move ([] for none): a split set, changed or cleared is a move too.
+    split = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -11,6 +11,7 @@ from llmops.errors import Conflict, FieldErrors, ValidationFailed
 from prompts import rendering
 from prompts.label_gates import label_gates_check
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+from prompts.splits import MAX_SPLIT_ARMS, SPLIT_TOTAL
 from providers.checks import MODEL_PATTERN, model_shape_check, provider_check
 from webhooks.models import WebhookEvent
 from webhooks.services import webhook_emit
@@ -314,13 +315,86 @@ def prompt_archive(*, prompt: Prompt) -> Prompt:
     return prompt
 
 
+def split_check(*, prompt: Prompt, version_number: int, split: Any) -> list[dict[str, int]]:
+    """The split as stored, or a ValidationFailed naming each bad part (`split`, `split.<i>.version`,
+    `split.<i>.weight`). The rules: [] (or None) is no split; else 2 to MAX_SPLIT_ARMS (4) arms, each
+    {"version": a version number of this prompt, "weight": a whole percentage}, versions distinct,
+    weights positive and summing to SPLIT_TOTAL (100), and the label's own `version` one of them."""
+    if split is None or split == []:
+        return []
+    # (One arm cannot pass: its weight is below SPLIT_TOTAL, so the sum rule refuses it.)
+    if not isinstance(split, list) or len(split) > MAX_SPLIT_ARMS:
+        raise ValidationFailed(
+            "Invalid split.", fields={"split": [f"Must be a list of 2 to {MAX_SPLIT_ARMS} arms, or [] for none."]}
+        )
+    errors: FieldErrors = {}
+    arms: list[dict[str, int]] = []
+    for index, arm in enumerate(split):
+        key = f"split.{index}"
+        if not isinstance(arm, dict) or set(arm) != {"version", "weight"}:
+            errors[key] = ['Must be an object {"version": <number>, "weight": <percent>}.']
+            continue
+        version, weight = arm["version"], arm["weight"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            errors[f"{key}.version"] = ["Must be a version number (an integer of at least 1)."]
+        if isinstance(weight, bool) or not isinstance(weight, int) or not (1 <= weight < SPLIT_TOTAL):
+            errors[f"{key}.weight"] = [f"Must be an integer from 1 to {SPLIT_TOTAL - 1}."]
+        arms.append({"version": version, "weight": weight})
+    if errors:
+        raise ValidationFailed("Invalid split.", fields=errors)
+    numbers = [arm["version"] for arm in arms]
+    existing = set(PromptVersion.objects.filter(prompt=prompt, number__in=numbers).values_list("number", flat=True))
+    for index, number in enumerate(numbers):
+        if number not in existing:
+            errors[f"split.{index}.version"] = ["No such version of this prompt."]
+        elif number in numbers[:index]:
+            errors[f"split.{index}.version"] = ["Named by another arm already: each version once."]
+    if errors:
+        raise ValidationFailed("Invalid split.", fields=errors)
+    if sum(arm["weight"] for arm in arms) != SPLIT_TOTAL:
+        raise ValidationFailed(
+            f"The split's weights must sum to {SPLIT_TOTAL}.",
+            fields={"split": [f"The weights must sum to {SPLIT_TOTAL} (they are percentages)."]},
+        )
+    if version_number not in numbers:
+        raise ValidationFailed(
+            "The label's version must be an arm of its split.",
+            fields={"split": [f"Must include the label's version ({version_number}) as an arm."]},
+        )
+    return arms
+
+
 def label_move(
     *, prompt: Prompt, label: str, version_number: int, moved_by: User | None, role: str | None = None
 ) -> PromptLabel:
     """Points `label` at a version of the same prompt and records the move (a rollback is a move too).
+    All of the label's traffic goes there: a split it had is cleared (label_split_set with no split).
 
     A label the project protects (`Project.protected_labels`) moves only for an admin: `role` is the
     mover's role in the project (None: staff tooling, which may)."""
+    return label_split_set(
+        prompt=prompt, label=label, version_number=version_number, split=[], moved_by=moved_by, role=role
+    )
+
+
+def label_split_set(
+    *,
+    prompt: Prompt,
+    label: str,
+    version_number: int,
+    split: list[dict[str, Any]] | None,
+    moved_by: User | None,
+    role: str | None = None,
+) -> PromptLabel:
+    """Points `label` at version `version_number` (its main version) and sets its A/B split: runs of the
+    label go to the split's arms by weight (prompts.splits); [] or None clears it. The rules are
+    split_check's. Recorded as a LabelMove with the split after it, and announced as a label move.
+
+    Every version that starts getting traffic from the label (each arm, and the main version, unless it
+    is the label's current version) must pass the label's gates (prompts.label_gates): a split cannot
+    send a gated label's traffic to a version that a move could not. A protected label changes only for
+    an admin, as a move (`role`: the caller's role in the project; None: staff tooling, which may).
+    Nothing changes (and nothing is recorded) when the label is already exactly so."""
     if label == LATEST_LABEL:
         raise ValidationFailed(
             "'latest' always means the highest version and cannot be moved.",
@@ -337,34 +411,36 @@ def label_move(
             raise ValidationFailed(
                 f"Version {version_number} does not exist.", fields={"version": ["No such version of this prompt."]}
             )
+        arms = split_check(prompt=locked, version_number=version_number, split=split)
         current = PromptLabel.objects.filter(prompt=locked, name=label).first()
-        if current is None or current.version_id != version.pk:
-            label_gates_check(prompt=locked, label=label, version=version)
-        if current is None:
-            current = PromptLabel.objects.create(prompt=locked, name=label, version=version)
-            move = LabelMove.objects.create(
-                prompt=locked, label=label, from_version=None, to_version=version, moved_by=moved_by
-            )
-        elif current.version_id != version.pk:
-            previous = current.version
-            current.version = version
-            current.save(update_fields=["version", "updated_at"])
-            move = LabelMove.objects.create(
-                prompt=locked, label=label, from_version=previous, to_version=version, moved_by=moved_by
-            )
-        else:
+        if current is not None and current.version_id == version.pk and current.split == arms:
             return current  # already there: nothing moved, so no event
-        webhook_emit(
-            project=locked.project,
-            event=WebhookEvent.PROMPT_LABEL_MOVED,
-            payload={
-                "prompt": {"id": str(locked.pk), "name": locked.name},
-                "label": label,
-                "from": move.from_version.number if move.from_version else None,
-                "to": version.number,
-                "moved_by": {"id": str(moved_by.pk), "username": moved_by.username} if moved_by else None,
-            },
+        # Under the prompt's lock, before anything is written: each version new to the label's traffic.
+        current_number = current.version.number if current is not None else None
+        targets = {version_number, *(arm["version"] for arm in arms)} - {current_number}
+        for target in PromptVersion.objects.filter(prompt=locked, number__in=targets).order_by("number"):
+            label_gates_check(prompt=locked, label=label, version=target)
+        previous = current.version if current is not None else None
+        had_split = bool(current is not None and current.split)
+        if current is None:
+            current = PromptLabel.objects.create(prompt=locked, name=label, version=version, split=arms)
+        else:
+            current.version = version
+            current.split = arms
+            current.save(update_fields=["version", "split", "updated_at"])
+        LabelMove.objects.create(
+            prompt=locked, label=label, from_version=previous, to_version=version, split=arms, moved_by=moved_by
         )
+        payload: dict[str, Any] = {
+            "prompt": {"id": str(locked.pk), "name": locked.name},
+            "label": label,
+            "from": previous.number if previous else None,
+            "to": version.number,
+            "moved_by": {"id": str(moved_by.pk), "username": moved_by.username} if moved_by else None,
+        }
+        if arms or had_split:  # only then: a plain move's payload stays what receivers know
+            payload["split"] = arms
+        webhook_emit(project=locked.project, event=WebhookEvent.PROMPT_LABEL_MOVED, payload=payload)
     return current
 
 

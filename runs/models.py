@@ -41,6 +41,14 @@ class Run(BaseModel):
         "prompts.PromptVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="runs"
     )
     execution = models.CharField(max_length=8, choices=Execution.choices, default=Execution.WORKER)
+    # The label the run was resolved through ("" when it named a version, an id or a model; `production`
+    # when it named nothing and the prompt has it), and whether the label's A/B split picked
+    # `prompt_version` (its arm) rather than the label's one version (prompts.splits).
+    label = models.CharField(max_length=50, blank=True, default="", editable=False)
+    split_arm = models.BooleanField(default=False, editable=False)
+    # An HMAC of the caller's split key (SECRET_KEY), never the key: it may identify a person. Runs of one
+    # caller share it; "" when none was given.
+    split_key_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     variables = models.JSONField(default=dict, blank=True)
     rendered_input = models.JSONField(help_text="The messages exactly as sent to the provider.")
     provider = models.CharField(max_length=50)
@@ -95,6 +103,12 @@ class Run(BaseModel):
             # The project's run list, newest first, optionally by status: selectors.run_list.
             models.Index(fields=["project", "-created_at"], name="run_project_created_idx"),
             models.Index(fields=["project", "status", "-created_at"], name="run_project_status_idx"),
+            # The runs of one label of a prompt's versions, by time: evals.score_selectors.split_report.
+            models.Index(
+                fields=["project", "label", "prompt_version", "created_at"],
+                condition=~Q(label=""),
+                name="run_project_label_idx",
+            ),
             # Recovery scans unfinished runs by age: services.runs_recover.
             models.Index(
                 fields=["status", "created_at"],

@@ -68,6 +68,22 @@ class RunSerializer(PromptVersionRefSerializer):
         read_only=True,
         help_text="Answered from the response cache (params `cache`): no provider call, not charged (`cost` null).",
     )
+    label = serializers.SerializerMethodField(  # type: ignore[assignment]
+        help_text=(
+            "The label the run was resolved through (`production` when it named neither a label nor a "
+            "version and the prompt has one); null when it named a version, a version id or a model."
+        )
+    )
+    split_arm = serializers.BooleanField(
+        read_only=True,
+        help_text="The label's A/B split picked the version (`version` is the arm); false with no split.",
+    )
+    split_key_hash = serializers.SerializerMethodField(
+        help_text=(
+            "A keyed hash (HMAC-SHA256) of the `split_key` given, the same for every run of that key; never "
+            "the key. Null when none was given."
+        )
+    )
 
     class Meta:
         model = Run
@@ -79,6 +95,9 @@ class RunSerializer(PromptVersionRefSerializer):
             "prompt_name",
             "version",
             "prompt_version_id",
+            "label",
+            "split_arm",
+            "split_key_hash",
             "execution",
             "provider",
             "model",
@@ -101,6 +120,14 @@ class RunSerializer(PromptVersionRefSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_label(self, run: Run) -> str | None:
+        return run.label or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_split_key_hash(self, run: Run) -> str | None:
+        return run.split_key_hash or None
 
     def get_url(self, run: Run) -> str:
         path = f"/api/v1/runs/{run.pk}"

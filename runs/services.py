@@ -7,6 +7,7 @@ ends it; `runs_recover` sends what the broker never got and takes back what dead
 """
 
 import hashlib
+import hmac
 import json
 import logging
 import random
@@ -53,6 +54,14 @@ def _request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def split_key_hash(split_key: str | None) -> str:
+    """What a run keeps of its caller's split key: an HMAC under SECRET_KEY, so that runs of one caller
+    can be told apart and grouped, but the key (an id of a person, maybe) is not recoverable from it."""
+    if split_key is None:
+        return ""
+    return hmac.new(settings.SECRET_KEY.encode(), f"split_key\0{split_key}".encode(), hashlib.sha256).hexdigest()
+
+
 def run_create(
     *,
     project: Project,
@@ -69,6 +78,7 @@ def run_create(
     metadata: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     inline: bool = False,
+    split_key: str | None = None,
 ) -> tuple[Run, bool]:
     """Validates everything, records a queued run and enqueues it after commit.
 
@@ -81,6 +91,10 @@ def run_create(
     the budget holds the most expensive of the run's models. With params `cache`, a repeatable request
     answered within its `ttl` (runs.response_cache) is recorded already succeeded and `cached`: no
     budget hold, no cost entry, not enqueued nor executed (run_inline and run_stream return it as it is).
+
+    A label with an A/B split runs the arm `split_key` hashes to (sticky per key; at random without
+    one; runs.checks.run_version_check); the run records the label, that its split picked the version,
+    and an HMAC of the key (never the key itself).
 
     Returns (run, created). Nothing is written when validation fails. With an idempotency key, the
     same key and body return the earlier run (created=False); the same key with another body is 409.
@@ -99,6 +113,8 @@ def run_create(
     }
     if messages is not None:  # only then: the hashes of earlier runs' requests stay what they were
         hashed["messages"] = messages
+    if split_key is not None:  # likewise
+        hashed["split_key"] = split_key
     request_hash = _request_hash(hashed)
     if idempotency_key:
         existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
@@ -107,6 +123,7 @@ def run_create(
     ratelimit.token_rate_check(api_key=api_key)
 
     prompt_version: PromptVersion | None = None
+    run_label, split_arm = "", False
     if prompt is None and prompt_version_id is None:
         if not model or not messages:
             raise ValidationFailed(
@@ -116,9 +133,15 @@ def run_create(
         input_messages = list(messages)
         version_params: dict[str, Any] = {}
     else:
-        prompt_version = checks.prompt_version_check(
-            project=project, prompt_ref=prompt, prompt_version_id=prompt_version_id, version=version, label=label
+        picked = checks.run_version_check(
+            project=project,
+            prompt_ref=prompt,
+            prompt_version_id=prompt_version_id,
+            version=version,
+            label=label,
+            split_key=split_key,
         )
+        prompt_version, run_label, split_arm = picked.version, picked.label, picked.split_arm
         rendered = prompt_services.prompt_render(version=prompt_version, values=variables)
         input_messages = messages_for(rendered) + list(messages or [])
         version_params = prompt_version.params
@@ -151,6 +174,9 @@ def run_create(
         "created_by": created_by,
         "api_key": api_key,
         "prompt_version": prompt_version,
+        "label": run_label,
+        "split_arm": split_arm,
+        "split_key_hash": split_key_hash(split_key),
         "variables": variables,
         "rendered_input": input_messages,
         "provider": provider.name,

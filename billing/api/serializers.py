@@ -14,7 +14,14 @@ class CostSummaryQuerySerializer(serializers.Serializer):
     # `from` is a Python keyword, so the field is declared under another name and renamed below.
     from_ = serializers.DateTimeField(required=False, help_text="Inclusive start (ISO 8601).")
     to = serializers.DateTimeField(required=False, help_text="Exclusive end (ISO 8601).")
-    group_by = serializers.ChoiceField(choices=list(GROUPINGS), default="day")
+    group_by = serializers.ChoiceField(
+        choices=list(GROUPINGS),
+        default="day",
+        help_text=(
+            "`version` groups by prompt version (`<prompt> v<number>`): the arms of a label's A/B split "
+            "compared on runs, tokens and cost."
+        ),
+    )
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
@@ -28,7 +35,9 @@ class CostSummaryQuerySerializer(serializers.Serializer):
 
 
 class CostGroupSerializer(serializers.Serializer):
-    group = serializers.CharField(allow_null=True, help_text="The day, model, provider, prompt name or key prefix.")
+    group = serializers.CharField(
+        allow_null=True, help_text="The day, model, provider, prompt name, `<prompt> v<number>`, key prefix or member."
+    )
     runs = serializers.IntegerField()
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()

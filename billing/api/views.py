@@ -40,7 +40,7 @@ class CostViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return super().list(request)
 
     @extend_schema(
-        summary="Your spend, grouped by day, model, provider, prompt or key",
+        summary="Your spend, grouped by day, model, provider, prompt, prompt version, key or member",
         parameters=[CostSummaryQuerySerializer],
         responses={200: CostSummarySerializer},
     )

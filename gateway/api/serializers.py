@@ -181,7 +181,14 @@ class ChatCompletionRequestSerializer(StrictInputSerializer):
     frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
     presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
     n = serializers.IntegerField(required=False, min_value=1, max_value=1, help_text="Only 1 is supported.")
-    user = serializers.CharField(required=False, max_length=256, help_text="Recorded in the run's metadata.")
+    user = serializers.CharField(
+        required=False,
+        max_length=256,
+        help_text=(
+            "Recorded in the run's metadata; for a prompt whose label has an A/B split, the split key: the "
+            "same user always gets the same version while the split is unchanged."
+        ),
+    )
     metadata = serializers.DictField(
         child=serializers.CharField(max_length=512), required=False, help_text="Recorded on the run."
     )

@@ -208,6 +208,8 @@ class ChatCompletionsView(OpenAIView):
             messages=data["messages"],
             metadata=serializer.run_metadata(),
             inline=True,
+            # OpenAI's `user` (the end user) keys a prompt label's A/B split: the same user, the same arm.
+            split_key=data.get("user") if ref.prompt is not None else None,
         )
 
 

@@ -8,6 +8,7 @@ from llmops.serializers import StrictInputSerializer
 from prompts import services
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
 from prompts.rendering import CHAT_ROLES, VARIABLE_TYPES
+from prompts.splits import MAX_SPLIT_ARMS, SPLIT_TOTAL
 from providers.checks import MODEL_PATTERN
 
 # A declared variable, as rendering.normalize_variables takes it: known keys only. (Its default must be
@@ -184,16 +185,53 @@ class PromptCreatedSerializer(PromptSerializer):
         read_only_fields = fields
 
 
+_SPLIT_ARM = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "integer", "minimum": 1, "description": "A version number of this prompt."},
+        "weight": {"type": "integer", "minimum": 1, "maximum": SPLIT_TOTAL - 1, "description": "Percent of runs."},
+    },
+    "required": ["version", "weight"],
+    "additionalProperties": False,
+}
+_SPLIT_RULES = (
+    f"An A/B split of the label's runs: 2 to {MAX_SPLIT_ARMS} arms, each a version of this prompt (each once) "
+    f"with a whole percentage; the weights sum to {SPLIT_TOTAL} and the label's `version` is one of the arms. "
+    "A run of the label with a `split_key` (the gateway: `user`) gets the arm its key hashes to, always the "
+    "same while the split is unchanged; with none, an arm at random, by weight."
+)
+
+
+@extend_schema_field({"type": "array", "maxItems": MAX_SPLIT_ARMS, "items": _SPLIT_ARM, "nullable": True})
+class SplitField(serializers.JSONField):
+    """Passed on as given: prompts.services.split_check checks it and names each bad part."""
+
+
+class SplitArmSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    weight = serializers.IntegerField(help_text="Percent of the label's runs.")
+
+
 class LabelMoveInputSerializer(StrictInputSerializer):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(
+        min_value=1, help_text="The label's version: all its runs, or with `split` its main arm."
+    )
+    split = SplitField(
+        required=False,
+        allow_null=True,
+        help_text=f"{_SPLIT_RULES} Left out, null or []: no split (all runs go to `version`; a split is cleared).",
+    )
 
 
 class LabelSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number", read_only=True)
+    split = SplitArmSerializer(
+        many=True, read_only=True, help_text="The label's A/B split ([] for none): its runs go to these by weight."
+    )
 
     class Meta:
         model = PromptLabel
-        fields = ["name", "version", "updated_at"]
+        fields = ["name", "version", "split", "updated_at"]
         read_only_fields = fields
 
 
@@ -202,10 +240,11 @@ class LabelMoveSerializer(serializers.ModelSerializer):
     to_version = serializers.IntegerField(source="to_version.number", read_only=True)
     moved_by = serializers.CharField(source="moved_by.username", read_only=True, default=None)
     moved_at = serializers.DateTimeField(source="created_at", read_only=True)
+    split = SplitArmSerializer(many=True, read_only=True, help_text="The label's split after this move ([]: none).")
 
     class Meta:
         model = LabelMove
-        fields = ["label", "from_version", "to_version", "moved_by", "moved_at"]
+        fields = ["label", "from_version", "to_version", "split", "moved_by", "moved_at"]
         read_only_fields = fields
 
 

@@ -330,10 +330,24 @@ class PromptViewSet(viewsets.GenericViewSet):
         )
 
     @extend_schema(
-        summary="Point a label at a version (deploy or roll back)",
+        summary="Point a label at a version (deploy or roll back), or split its runs between versions",
+        description=(
+            "Sets the label as a whole: `version`, and `split` (left out: none, so a move clears a split). "
+            "A protected label changes only for an admin. Every version that starts getting the label's runs "
+            "must pass the label's gates (409 naming the gate). A split that breaks a rule JSON Schema cannot "
+            "state (weights summing to 100, versions that exist, each once, the label's `version` among them) "
+            "is a 400 naming `split` or `split.<i>.version`."
+        ),
         request=LabelMoveInputSerializer,
         responses={200: LabelSerializer, 409: ARCHIVED},
-        examples=[OpenApiExample("Deploy version 2", request_only=True, value={"version": 2})],
+        examples=[
+            OpenApiExample("Deploy version 2", request_only=True, value={"version": 2}),
+            OpenApiExample(
+                "Split 90/10 between versions 2 and 3",
+                request_only=True,
+                value={"version": 2, "split": [{"version": 2, "weight": 90}, {"version": 3, "weight": 10}]},
+            ),
+        ],
         parameters=[
             PROMPT_REF,
             OpenApiParameter(
@@ -350,10 +364,11 @@ class PromptViewSet(viewsets.GenericViewSet):
         prompt = self.get_object()
         serializer = LabelMoveInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        moved = services.label_move(
+        moved = services.label_split_set(
             prompt=prompt,
             label=label,
             version_number=serializer.validated_data["version"],
+            split=serializer.validated_data.get("split"),
             moved_by=request.user,  # type: ignore[arg-type]
             role=request_role(request),
         )

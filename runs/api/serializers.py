@@ -7,6 +7,7 @@ from rest_framework import serializers
 from llmops.schema import not_together
 from llmops.serializers import StrictInputSerializer
 from prompts.api.serializers import ModelField, ParamsField
+from prompts.splits import MAX_SPLIT_KEY
 from runs.models import Run
 
 MAX_METADATA_KEYS = 32
@@ -37,6 +38,15 @@ class RunCreateSerializer(StrictInputSerializer):
         max_length=255, required=False, help_text="Override of the version's model: <provider>/<model id>."
     )
     metadata = _MetadataField(required=False, default=dict, help_text=f"String tags, at most {MAX_METADATA_KEYS}.")
+    split_key = serializers.CharField(
+        max_length=MAX_SPLIT_KEY,
+        required=False,
+        help_text=(
+            "Who the run is for (a user id, a session): a label with an A/B split sends every run of the same "
+            "key to the same version while the split is unchanged; without it, a version at random by weight. "
+            "Kept only as a keyed hash (`split_key_hash`)."
+        ),
+    )
 
     def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
         if len(value) > MAX_METADATA_KEYS:
