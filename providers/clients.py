@@ -1,9 +1,10 @@
 """The provider layer: the only module that talks HTTP to an LLM, always through `huggingface_hub`.
 
-`complete()` sends chat messages and returns a `Completion`; every failure becomes a `ProviderError`
-with a short machine code and a `retryable` flag, so callers decide about retries without knowing
-HTTP. Secrets never leave this module: the API key is read from the environment variable the
-`Provider` row names, and is scrubbed from every message we build.
+`complete()` sends chat messages and returns a `Completion`, `embed()` returns embedding vectors;
+every failure becomes a `ProviderError` with a short machine code and a `retryable` flag, so
+callers decide about retries without knowing HTTP. Secrets never leave this module: the API key is
+read from the environment variable the `Provider` row names, and is scrubbed from every message we
+build.
 """
 
 import email.utils
@@ -24,7 +25,7 @@ import httpx2
 from django.core.cache import cache
 from huggingface_hub import ChatCompletionInputStreamOptions, HfApi, InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
-from huggingface_hub.utils import build_hf_headers, get_session
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from providers.models import Provider
 
@@ -245,6 +246,83 @@ def _token_count(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return None
     return int(value)
+
+
+# --- embeddings -----------------------------------------------------------------------------------
+
+
+def embeddings_url(base_url: str) -> str:
+    """OpenAI's embeddings endpoint next to the chat endpoint of the same base URL."""
+    return models_url(base_url).removesuffix("/models") + "/embeddings"
+
+
+def embed(*, provider: Provider, model_id: str, texts: list[str]) -> list[list[float]]:
+    """The embedding of each text, in order. Raises ProviderError for every failure.
+
+    Hugging Face (hf-inference) is asked through InferenceClient.feature_extraction. An
+    openai-compatible server is sent OpenAI's `POST {base_url}/embeddings` ({"model", "input"}) with
+    huggingface_hub's session and headers: feature_extraction, given a base URL, posts the TEI body
+    ({"inputs": [...]}, no model) to the base URL itself, which llama.cpp, vLLM and OpenAI do not serve.
+    """
+    _ensure_enabled(provider)
+    if not texts:
+        return []
+    try:
+        if provider.kind == Provider.Kind.OPENAI_COMPATIBLE:
+            data = _openai_embeddings(provider=provider, model_id=model_id, texts=texts)
+        else:
+            client = client_for(provider)
+            try:
+                data = client.feature_extraction(texts, model=model_id).tolist()
+            finally:
+                client.close()
+    except Exception as exc:
+        raise _failed(exc, provider=provider, model_id=model_id) from None
+    return _vectors(data, count=len(texts), provider=provider)
+
+
+def _openai_embeddings(*, provider: Provider, model_id: str, texts: list[str]) -> Any:
+    if not provider.base_url:
+        raise ProviderError("bad_request", f"Provider '{provider.name}' has no base URL.", retryable=False)
+    headers = build_hf_headers(token=_api_key(provider) or NO_API_KEY)
+    response = get_session().post(
+        embeddings_url(provider.base_url),
+        json={"model": model_id, "input": texts},
+        headers=headers,
+        timeout=provider.timeout,
+    )
+    hf_raise_for_status(response)  # an HfHubHTTPError with the response, classified like a chat call's
+    try:
+        body = response.json()
+        items = sorted(body["data"], key=lambda item: item["index"])
+        return [item["embedding"] for item in items]
+    except (ValueError, KeyError, TypeError):
+        raise ProviderError(
+            "malformed_response",
+            f"Provider '{provider.name}' returned a body that is not an embedding list.",
+            retryable=False,
+            status=response.status_code,
+        ) from None
+
+
+def _vectors(data: Any, *, count: int, provider: Provider) -> list[list[float]]:
+    """`count` vectors of finite numbers, all of one length, or a malformed_response ProviderError."""
+    vectors: list[list[float]] = []
+    if isinstance(data, list) and len(data) == count:
+        for vector in data:
+            if not isinstance(vector, list) or not vector:
+                break
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in vector):
+                break
+            vectors.append([float(x) for x in vector])
+    if len(vectors) != count or len({len(vector) for vector in vectors}) != 1:
+        raise ProviderError(
+            "malformed_response",
+            f"Provider '{provider.name}' did not return one embedding vector per text.",
+            retryable=False,
+            status=200,
+        )
+    return vectors
 
 
 # --- error classification -------------------------------------------------------------------------

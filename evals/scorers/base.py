@@ -24,7 +24,12 @@ class ScorerOptionsError(Exception):
 
 
 class ScoringFailed(Exception):
-    """The scorer could not score this output; the message is stored as the score's error."""
+    """The scorer could not score this output; the message is stored as the score's error.
+    `judge_run_id`: the run the scorer made before it failed (a judge that answered out of format)."""
+
+    def __init__(self, message: str, *, judge_run_id: Any = None):
+        super().__init__(message)
+        self.judge_run_id = judge_run_id
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,21 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from evals.scorers.base import Scorer, ScorerOptionsError
+from evals.scorers.base import ScoreContext, ScoreInput, Scorer, ScoreResult, ScorerOptionsError, ScoringFailed
 from llmops.errors import FieldErrors, ValidationFailed
 
 # Dotted paths of the built-in scorers (evals.scorers.<module>.<class>).
 BUILTIN: list[str] = [
     "evals.scorers.text.ExactMatch",
+    "evals.scorers.text.NormalizedMatch",
+    "evals.scorers.text.Contains",
+    "evals.scorers.text.Regex",
+    "evals.scorers.text.Similarity",
+    "evals.scorers.structured.JsonValid",
+    "evals.scorers.structured.JsonSchema",
+    "evals.scorers.structured.Numeric",
+    "evals.scorers.embedding.EmbeddingSimilarity",
+    "evals.scorers.judge.LLMJudge",
 ]
 
 
@@ -84,6 +93,25 @@ def scorer_specs_check(specs: Any, *, field: str = "scorers") -> list[dict[str, 
     return checked
 
 
+class UnusableScorer(Scorer):
+    """Stands in for a scorer whose checked options no longer check (the embedding model's provider
+    was disabled since the experiment began): every score fails with the reason, and the experiment
+    goes on."""
+
+    def __init__(self, name: str, problem: str):
+        self.options = {}
+        self.problem = f"The {name} scorer cannot be used any more: {problem}"
+
+    def score(self, item: ScoreInput, *, context: ScoreContext) -> ScoreResult:
+        raise ScoringFailed(self.problem)
+
+
 def scorer_build(spec: dict[str, Any]) -> tuple[Scorer, float]:
-    """The scorer of a spec that scorer_specs_check returned, and its pass threshold."""
-    return scorer_classes()[spec["name"]](spec["options"]), spec["threshold"]
+    """The scorer of a spec that scorer_specs_check returned, and its pass threshold. Options are
+    checked again as the scorer is built; ones that no longer pass give an UnusableScorer."""
+    try:
+        scorer = scorer_classes()[spec["name"]](spec["options"])
+    except ScorerOptionsError as exc:
+        problems = [problem for messages in exc.fields.values() for problem in messages]
+        scorer = UnusableScorer(spec["name"], " ".join(problems) or exc.message)
+    return scorer, spec["threshold"]

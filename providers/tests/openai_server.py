@@ -1,10 +1,13 @@
 """A real OpenAI-compatible HTTP server for tests, on 127.0.0.1 in a background thread.
 
 Tests script what the next chat completions do (`server.enqueue(answer(...), rate_limited(...))`);
-with nothing queued it answers normally. Every request is recorded (path, headers, JSON body) so
-tests can assert what the provider layer actually sent.
+with nothing queued it answers normally. `POST /v1/embeddings` (OpenAI's shape, what
+providers.clients.embed sends) answers deterministic vectors (`text_vector`, or ones a test set with
+`set_embeddings`) and takes the same queue's failures (status, malformed, slow). Every request is
+recorded (path, headers, JSON body) so tests can assert what the provider layer actually sent.
 """
 
+import hashlib
 import json
 import threading
 from collections import deque
@@ -78,6 +81,15 @@ def no_choices() -> Behaviour:
     return Behaviour("no_choices")
 
 
+EMBEDDING_DIMENSIONS = 8
+
+
+def text_vector(text: str) -> list[float]:
+    """The test server's embedding of a text: from its SHA-256, so the same text has the same vector."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [byte / 127.5 - 1.0 for byte in digest[:EMBEDDING_DIMENSIONS]]
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
@@ -99,6 +111,8 @@ class _State:
     # Reported usage (prompt_tokens, completion_tokens) from the request body and the answer's text;
     # None: one token per whitespace-separated word.
     usage_fn: Callable[[dict[str, Any], str], tuple[int, int]] | None = None
+    # Embeddings a test chose, by text; other texts get text_vector(text).
+    embeddings: dict[str, list[float]] = field(default_factory=dict)
 
 
 class OpenAIServer:
@@ -126,6 +140,11 @@ class OpenAIServer:
     def set_models(self, models: list[str] | None) -> None:
         self.state.models = models
 
+    def set_embeddings(self, vectors: dict[str, list[float]]) -> None:
+        """The vectors `POST /v1/embeddings` answers for these texts (others: text_vector)."""
+        with self.state.lock:
+            self.state.embeddings.update(vectors)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self.state.lock:
@@ -133,6 +152,9 @@ class OpenAIServer:
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/embeddings")]
 
     # lifecycle
 
@@ -222,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self._record()
+        if self.path == "/v1/embeddings":
+            self._embeddings(body)
+            return
         if self.path != "/v1/chat/completions":
             self._send(404, json.dumps({"error": {"message": "Not found."}}))
             return
@@ -258,6 +283,32 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None:
             completion["usage"] = usage
         self._send(200, json.dumps(completion))
+
+    def _embeddings(self, body: Any) -> None:
+        """OpenAI's embedding list for `input` (a string or a list of strings); a queued failure
+        (status, malformed, slow) applies to it as to a chat completion."""
+        with self.shared.lock:
+            behaviour = self.shared.behaviours.popleft() if self.shared.behaviours else self.shared.default
+            chosen = dict(self.shared.embeddings)
+        if behaviour.delay and self.shared.stopping.wait(behaviour.delay):
+            return
+        if behaviour.kind in ("status", "malformed"):
+            self._send(behaviour.status, behaviour.body, behaviour.headers)
+            return
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            self._send(422, json.dumps({"error": {"message": "`input` must be a string or a list of strings."}}))
+            return
+        data = [
+            {"object": "embedding", "index": index, "embedding": chosen.get(text) or text_vector(text)}
+            for index, text in enumerate(texts)
+        ]
+        tokens = sum(len(text.split()) for text in texts)
+        model = body.get("model") or "test-model"
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._send(200, json.dumps({"object": "list", "data": data, "model": model, "usage": usage}))
 
     def _usage(self, body: Any, behaviour: Behaviour) -> dict[str, int]:
         if self.shared.usage_fn is not None:
