@@ -101,7 +101,7 @@ class Example(BaseModel):
         ]
 
     def __str__(self) -> str:
-        return f"example {self.position} of {self.dataset_id}"
+        return f"example {self.position}"
 
 
 class Experiment(BaseModel):

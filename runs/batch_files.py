@@ -1,18 +1,18 @@
 """Batch file formats: the rows a batch is created from (inline JSON, JSON Lines, CSV) and its
 results written out (JSON Lines, CSV), both streamed line by line."""
 
-import codecs
 import csv
-import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from llmops import streamed_files
 from llmops.errors import FieldErrors, ValidationFailed
 from llmops.money import money_str
 from llmops.parsers import json_loads
+from llmops.streamed_files import csv_stream
 from runs.batch_selectors import CHUNK_SIZE, batch_items, item_result
 from runs.models import Batch
 
@@ -47,17 +47,8 @@ def rows_from_items(items: Iterable[Any]) -> Iterator[BatchRow]:
 
 
 def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """UTF-8 lines (a BOM is dropped) of a binary file iterated line by line, such as an upload."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    for number, raw in enumerate(chunks, start=1):
-        try:
-            # Lines split at b"\n" never cut a UTF-8 sequence, so each decodes on its own.
-            yield decoder.decode(raw)
-        except UnicodeDecodeError:
-            raise ValidationFailed(
-                f"The file is not UTF-8 text (line {number}).", fields={f"items.{number}": ["Not UTF-8."]}
-            ) from None
-
+    """UTF-8 lines of an uploaded file; a line that is not is an error on `items.<line>`."""
+    return streamed_files.text_lines(chunks, field_prefix="items")
 
 
 def rows_from_jsonl(lines: Iterable[str]) -> Iterator[BatchRow]:
@@ -199,17 +190,5 @@ def results_jsonl(batch: Batch) -> Iterator[bytes]:
 
 def results_csv(batch: Batch) -> Iterator[bytes]:
     """The batch's results as CSV (header row first), fetched CHUNK_SIZE items at a time."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> bytes:
-        data = buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
-        return data
-
-    writer.writerow(CSV_COLUMNS)
-    yield flush()
-    for item in batch_items(batch=batch).iterator(chunk_size=CHUNK_SIZE):
-        writer.writerow(_csv_row(item_result(item)))
-        yield flush()
+    items = batch_items(batch=batch).iterator(chunk_size=CHUNK_SIZE)
+    return csv_stream(CSV_COLUMNS, (_csv_row(item_result(item)) for item in items))

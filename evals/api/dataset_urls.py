@@ -1,3 +1,8 @@
-from django.urls import URLPattern
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list[URLPattern] = []
+from evals.api.dataset_views import DatasetViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("datasets", DatasetViewSet, basename="dataset")
+
+urlpatterns = [*router.urls]
