@@ -12,6 +12,7 @@ keeps them from arriving together.
 import logging
 import random
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -21,12 +22,22 @@ from webhooks.services import webhook_deliveries_recover
 
 logger = logging.getLogger(__name__)
 
+# Steps of the apps above runs, which runs cannot import (evals: experiments to score), by name;
+# each returns how many things it did. Registered in their AppConfig.ready().
+_steps: dict[str, Callable[[], int]] = {}
+
+
+def recovery_step_register(name: str, step: Callable[[], int]) -> None:
+    _steps[name] = step
+
 
 def recover_once() -> dict[str, int]:
-    """One pass over runs, batches and webhook deliveries. Returns what it did, by kind."""
+    """One pass over runs, batches, webhook deliveries and the registered steps. Returns what it did, by kind."""
     counts = services.runs_recover()
     counts["batches"] = batch_services.batches_recover()
     counts["webhooks"] = webhook_deliveries_recover()
+    for name, step in _steps.items():
+        counts[name] = step()
     return counts
 
 
