@@ -1,3 +1,8 @@
-from django.urls import URLPattern
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from evals.api.score_views import RunScoresView, SplitReportView
+
+urlpatterns = [
+    path("runs/<str:id>/scores", RunScoresView.as_view(), name="run-scores"),
+    path("prompts/<str:ref>/labels/<slug:label>/report", SplitReportView.as_view(), name="label-split-report"),
+]
