@@ -168,7 +168,11 @@ UNSTATABLE = {
         ("label", "No such label", EXISTS),
         ("variables.", "", RENDERS),
     ],
-    "PUT /api/v1/prompts/{ref}/labels/{label}": [("version", "No such version", EXISTS)],
+    "PUT /api/v1/prompts/{ref}/labels/{label}": [
+        ("version", "No such version", EXISTS),
+        ("split.", "No such version|each version once", f"{EXISTS}; each arm a different version"),
+        ("split", "sum to|label's version", "weights summing to 100, the label's version an arm: arithmetic and a cross-reference"),
+    ],
     "POST /api/v1/runs": [
         ("prompt", "No such prompt", EXISTS),
         ("version", "No such version", EXISTS),
@@ -189,6 +193,16 @@ UNSTATABLE = {
         ("file", "is empty", "a non-empty file"),
     ],
 }
+UNSTATABLE["GET /api/v1/prompts/{ref}/labels/{label}/report"] = [
+    ("to", "after `from`", "`to` after `from`: a relation between two parameters"),
+]
+UNSTATABLE["POST /api/v1/datasets/{name}/examples/remove"] = [("ids.", "No such example", EXISTS)]
+UNSTATABLE["POST /api/v1/datasets/{name}/examples/from-run"] = [("run", "No such run|Not succeeded", EXISTS)]
+UNSTATABLE["POST /api/v1/datasets/{name}/import"] = [
+    ("examples.", "", "a file's rows: each a valid example (the file's content is not the schema's)"),
+    ("examples", "At least|At most", "some rows, at most MAX_EXAMPLES_PER_APPEND"),
+    ("file", "is empty", "a non-empty file"),
+]
 UNSTATABLE["GET /api/v1/prompts/{ref}/resolve"] = [
     ("label", "not both", "label and version exclude each other: a relation between two query parameters"),
 ]
@@ -197,6 +211,21 @@ UNSTATABLE["POST /v1/chat/completions"] = [
     ("fallbacks.", "provider|has no model", PROVIDER),
     ("variables.", "", RENDERS),
 ]
+UNSTATABLE["POST /api/v1/experiments"] = [
+    ("prompt", "No such prompt", EXISTS),
+    ("dataset", "No such dataset", EXISTS),
+    ("dataset_version", "", f"{EXISTS}; a version holding examples"),
+    ("versions.", "", f"{EXISTS}; each version once"),
+    ("versions", "At most", "at most MAX_ARMS versions"),
+    ("scorers.", "", "options a scorer takes (each scorer's own, data); each scorer once"),
+    ("params.", "", "the versions' parameters (checked as a run's)"),
+]
+UNSTATABLE["GET /api/v1/experiments/{id}/compare"] = [
+    ("baseline", "No arm", EXISTS),
+    ("candidate", "No arm|Must differ", f"{EXISTS}; not the baseline (a relation between two parameters)"),
+    ("scorer", "has no scorer", EXISTS),
+]
+UNSTATABLE["POST /api/v1/prompts/{ref}/gates"] = [("dataset", "No such dataset", EXISTS)]
 UNSTATABLE["POST /api/v1/run"] = [
     *UNSTATABLE["POST /api/v1/runs"],
     ("prompt_version_id", "No such prompt version", EXISTS),
@@ -210,6 +239,7 @@ FREE_FORM_KEYS = {
     "POST /api/v1/runs",
     "POST /api/v1/run",
     "POST /api/v1/batches",
+    "POST /api/v1/datasets/{name}/examples",
     "POST /api/v1/keys",
     "POST /api/v1/keys/{id}/rotate",
     "POST /api/v1/webhooks",

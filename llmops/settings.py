@@ -219,6 +219,12 @@ SPECTACULAR_SETTINGS = {
         {"name": "prompts", "description": "Prompts, their immutable versions and labels; rendering."},
         {"name": "runs", "description": "Run a prompt version against its model; poll, list, cancel."},
         {"name": "batches", "description": "One run per item of a list or file, a few at a time; export results."},
+        {"name": "datasets", "description": "Versioned sets of examples to evaluate prompts on; import and export."},
+        {
+            "name": "experiments",
+            "description": "Versions of a prompt run over a dataset and scored, compared; the gates on labels.",
+        },
+        {"name": "evals", "description": "The scorers, scores of runs, and reports comparing a split label's arms."},
         {
             "name": "gateway",
             "description": "OpenAI-compatible (`base_url=<host>/v1`): chat completions of prompts or models.",

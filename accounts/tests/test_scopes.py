@@ -38,6 +38,8 @@ URL_KWARG_SAMPLES = {
     "number": "1",
     "label": "production",
     "user": "nobody",
+    "name": "no-such-dataset",
+    "id": str(uuid.uuid4()),
 }
 # Keys act only inside their project: creating a project is refused to every key, whatever its scopes.
 NOT_FOR_KEYS = {("project-list", "post")}

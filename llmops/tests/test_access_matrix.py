@@ -22,6 +22,8 @@ from accounts import services as account_services
 from accounts.models import Role
 from accounts.tests.factories import UserFactory
 from billing.tests.factories import BudgetFactory
+from evals.models import Experiment, LabelGate
+from evals.tests.factories import dataset_with_examples
 from prompts import services as prompt_services
 from prompts.tests.factories import prompt_with_version
 from runs.models import Run
@@ -66,6 +68,10 @@ MATRIX: dict[str, str] = {
     "POST /api/v1/run": EDITOR,
     "GET /api/v1/runs/{id}": VIEWER,
     "POST /api/v1/runs/{id}/cancel": EDITOR,
+    # A client's scores of runs, and a label's A/B split compared (evals).
+    "GET /api/v1/runs/{id}/scores": VIEWER,
+    "POST /api/v1/runs/{id}/scores": EDITOR,
+    "GET /api/v1/prompts/{ref}/labels/{label}/report": VIEWER,
     "GET /api/v1/batches": VIEWER,
     "POST /api/v1/batches": EDITOR,
     "GET /api/v1/batches/{id}": VIEWER,
@@ -74,6 +80,17 @@ MATRIX: dict[str, str] = {
     # Spend and budgets.
     "GET /api/v1/costs": VIEWER,
     "GET /api/v1/costs/summary": VIEWER,
+    # Evaluations: the scorers experiments can name.
+    "GET /api/v1/scorers": VIEWER,
+    "GET /api/v1/experiments": VIEWER,
+    "POST /api/v1/experiments": EDITOR,
+    "GET /api/v1/experiments/{id}": VIEWER,
+    "GET /api/v1/experiments/{id}/examples": VIEWER,
+    "GET /api/v1/experiments/{id}/compare": VIEWER,
+    "POST /api/v1/experiments/{id}/cancel": EDITOR,
+    "GET /api/v1/prompts/{ref}/gates": VIEWER,
+    "POST /api/v1/prompts/{ref}/gates": ADMIN,
+    "DELETE /api/v1/prompts/{ref}/gates/{label}": ADMIN,
     "GET /api/v1/budgets": VIEWER,
     "POST /api/v1/budgets": ADMIN,
     "GET /api/v1/budgets/{id}": VIEWER,
@@ -90,6 +107,19 @@ MATRIX: dict[str, str] = {
     "PATCH /api/v1/webhooks/{id}": ADMIN,
     "DELETE /api/v1/webhooks/{id}": ADMIN,
     "GET /api/v1/webhooks/{id}/deliveries": ADMIN,
+    # Datasets (the path's {name}: the world's dataset `qa`).
+    "GET /api/v1/datasets": VIEWER,
+    "POST /api/v1/datasets": EDITOR,
+    "GET /api/v1/datasets/{name}": VIEWER,
+    "PATCH /api/v1/datasets/{name}": EDITOR,
+    "DELETE /api/v1/datasets/{name}": EDITOR,
+    "GET /api/v1/datasets/{name}/versions": VIEWER,
+    "GET /api/v1/datasets/{name}/examples": VIEWER,
+    "POST /api/v1/datasets/{name}/examples": EDITOR,
+    "POST /api/v1/datasets/{name}/examples/remove": EDITOR,
+    "POST /api/v1/datasets/{name}/examples/from-run": EDITOR,
+    "POST /api/v1/datasets/{name}/import": EDITOR,
+    "GET /api/v1/datasets/{name}/export": VIEWER,
 }
 ROLES = [VIEWER, EDITOR, ADMIN, OWNER]
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -145,6 +175,14 @@ def _world() -> World:
     target_key, _ = account_services.api_key_create(project=project, created_by=members[ADMIN], name="target")
     budget = BudgetFactory(project=project, amount=Decimal("10"))
     endpoint = WebhookEndpointFactory(project=project, created_by=owner)
+    dataset_with_examples(project, [{"expected_output": "x"}], name="qa", created_by=owner)
+    qa = project.datasets.get(name="qa")
+    experiment = Experiment.objects.create(
+        project=project, prompt=prompt, dataset=qa, dataset_version=qa.versions.order_by("-number").first()
+    )
+    LabelGate.objects.create(
+        project=project, prompt=prompt, label="staging", dataset=qa, scorer="exact_match", threshold=0.5
+    )
     outsider = UserFactory(username="nina")
     _, outsider_key = account_services.api_key_create(
         project=outsider.personal_project, created_by=outsider, name="outside"
@@ -155,6 +193,7 @@ def _world() -> World:
         "keys": str(target_key.pk),
         "budgets": str(budget.pk),
         "webhooks": str(endpoint.pk),
+        "experiments": str(experiment.pk),
     }
     return World(project, members, keys, ids, outsider, outsider_key)
 
@@ -167,6 +206,7 @@ def _path(world: World, template: str) -> str:
         "{label}": "staging",
         "{number}": "1",
         "{user}": "victor",
+        "{name}": "qa",
         "{id}": world.ids.get(resource, ""),
     }
     return "/".join(values.get(part, part) for part in parts)
@@ -175,6 +215,12 @@ def _path(world: World, template: str) -> str:
 def _body(operation: str, world: World) -> dict[str, Any] | None:
     bodies: dict[str, dict[str, Any]] = {
         "POST /api/v1/projects": {"name": "Another"},
+        "POST /api/v1/prompts/{ref}/gates": {
+            "label": "staging",
+            "dataset": "qa",
+            "scorer": "exact_match",
+            "threshold": 0.5,
+        },
         "PATCH /api/v1/projects/{ref}": {"name": "Acme Inc"},
         "POST /api/v1/projects/{ref}/members": {"user": "nina", "role": "viewer"},
         "PATCH /api/v1/projects/{ref}/members/{user}": {"role": "editor"},
@@ -185,6 +231,7 @@ def _body(operation: str, world: World) -> dict[str, Any] | None:
         "POST /api/v1/prompts/{ref}/versions": {"template": "Hello {{ name }}"},
         "POST /api/v1/runs": {"prompt": "greet", "variables": {"name": "Ada"}},
         "POST /api/v1/run": {"prompt": "greet", "variables": {"name": "Ada"}},
+        "POST /api/v1/runs/{id}/scores": {"name": "helpful", "value": 1},
         # Refused after the role check (temperature out of range): nothing calls a provider.
         "POST /v1/chat/completions": {
             "model": "local/smollm2",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ["llmops", "accounts", "prompts", "providers", "runs", "billing", "webhooks", "gateway"]
+APPS = ["llmops", "accounts", "prompts", "providers", "runs", "billing", "webhooks", "gateway", "evals"]
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
 
 

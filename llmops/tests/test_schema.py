@@ -17,7 +17,21 @@ from accounts.models import Scope
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
 ALWAYS_DOCUMENTED = {"400", "401", "404", "500"}
-WORKFLOW_TAGS = ["projects", "prompts", "runs", "batches", "gateway", "costs", "budgets", "keys", "webhooks", "health"]
+WORKFLOW_TAGS = [
+    "projects",
+    "prompts",
+    "runs",
+    "batches",
+    "datasets",
+    "experiments",
+    "evals",
+    "gateway",
+    "costs",
+    "budgets",
+    "keys",
+    "webhooks",
+    "health",
+]
 
 
 def as_json_schema(node: Any) -> Any:
