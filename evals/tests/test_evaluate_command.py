@@ -73,7 +73,11 @@ def test_significantly_worse_than_the_baseline_exits_2(dataset, openai_server, s
     assert ": worse" in capsys.readouterr().out
 
 
-def test_not_finished_in_time_exits_3_and_cancels(dataset, openai_server, second_server, worker):
+def test_not_finished_in_time_exits_3_and_cancels(dataset, openai_server, second_server, worker, monkeypatch):
+    # The command's own worker would stop holding messages it prefetched; in a process of its own they
+    # go with it, but on the suite's shared in-process broker they would stay unfinished and hang every
+    # later drain(). The test's worker (the same code) executes instead.
+    monkeypatch.setattr(evaluate.Command, "_start_worker", lambda self, threads: None)
     openai_server.set_default(slow(1.0, "late"))
     second_server.set_default(slow(1.0, "late"))
 
