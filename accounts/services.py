@@ -1,5 +1,6 @@
 """Writes for users and API keys."""
 
+import copy
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -9,7 +10,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from accounts import keys
+from accounts import key_cache, keys
 from accounts.models import ROLE_SCOPES, APIKey, Membership, Project, Role, Scope, User, all_scopes, role_at_least
 from llmops.errors import Conflict, DomainError, ValidationFailed
 
@@ -161,16 +162,13 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
     if parts is None:
         raise APIKeyInvalid("Invalid API key.")
     prefix, secret = parts
-    # The creator's role in the key's project rides along: one query authenticates a request.
-    creator_role = Membership.objects.filter(project=OuterRef("project"), user=OuterRef("created_by")).values("role")
-    api_key = (
-        APIKey.objects.select_related("created_by", "project")
-        .annotate(creator_role=Subquery(creator_role[:1]))
-        .filter(prefix=prefix)
-        .first()
-    )
+    token = key_cache.generation() if key_cache.enabled() else None
+    api_key = key_cache.get(prefix, token)
     if api_key is None:
-        raise APIKeyInvalid("Invalid API key.")
+        api_key = _api_key_read(prefix)
+        if api_key is None:
+            raise APIKeyInvalid("Invalid API key.")
+        key_cache.put(prefix, token, api_key)
     # Both comparisons always run, so timing does not tell which secret (if either) matched.
     matches_current = keys.secret_matches(secret, api_key.secret_hash)
     matches_previous = keys.secret_matches(secret, api_key.previous_secret_hash)
@@ -187,9 +185,21 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
     role = api_key.creator_role  # type: ignore[attr-defined]
     if role is None:
         raise APIKeyInvalid("The key's creator is no longer a member of its project.")
+    _touch_last_used(api_key)  # on the cached row too, so it is not written again in the window
+    api_key = copy.copy(api_key)  # the caller's own: a cached row is shared by every request
     api_key.member_role = role
-    _touch_last_used(api_key)
     return api_key
+
+
+def _api_key_read(prefix: str) -> APIKey | None:
+    """The key row with its creator, project and the creator's role in it, in one query."""
+    creator_role = Membership.objects.filter(project=OuterRef("project"), user=OuterRef("created_by")).values("role")
+    return (
+        APIKey.objects.select_related("created_by", "project")
+        .annotate(creator_role=Subquery(creator_role[:1]))
+        .filter(prefix=prefix)
+        .first()
+    )
 
 
 def _touch_last_used(api_key: APIKey) -> None:
