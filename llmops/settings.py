@@ -166,8 +166,18 @@ else:
 RATELIMIT_USE_CACHE = "ratelimit"
 
 DRAMATIQ_BROKER = {
-    "BROKER": ("dramatiq.brokers.redis.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker"),
-    "OPTIONS": {"url": REDIS_URL} if REDIS_URL else {},
+    "BROKER": ("llmops.dramatiq_broker.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker"),
+    # The runs queue is polled at least every DRAMATIQ_BRISK_POLL_MS when idle: a client may be waiting
+    # on it (`?wait=`); llmops/dramatiq_broker.py.
+    "OPTIONS": (
+        {
+            "url": REDIS_URL,
+            "brisk_queues": ("runs",),
+            "brisk_poll_ms": env.int("DRAMATIQ_BRISK_POLL_MS", default=10),
+        }
+        if REDIS_URL
+        else {}
+    ),
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",
         "dramatiq.middleware.TimeLimit",
