@@ -5,7 +5,8 @@
 Creates a throwaway database `bench_costs_<pid>` on 127.0.0.1:5432 (user postgres; dropped at the end),
 migrates it, and generates in SQL (generate_series: seconds, not hours) one project's `--runs` runs over
 90 days, each with its cost entry: 20 prompts, 5 models, 8 members, 10 keys, one entry in fifty of
-unknown cost. Then times `billing.selectors.cost_summary` (the query behind GET /api/v1/costs/summary)
+unknown cost. The first summary rolls up the whole final days (billing/rollup.py) and is timed once,
+apart. Then times `billing.selectors.cost_summary` (the query behind GET /api/v1/costs/summary)
 `--repeat` times per grouping, over the whole range and over its last 30 days, and prints the median
 against the issue's target (100 ms), and the same aggregate over the table with no grouping as the
 baseline of the run (what reading the rows costs the database at all).
@@ -58,6 +59,7 @@ def measure(args: argparse.Namespace) -> None:
     from accounts.keys import hash_secret
     from accounts.models import APIKey, Project, User
     from billing import selectors
+    from billing.models import CostDay, CostRollup
     from prompts.models import Prompt, PromptVersion
 
     owner = User.objects.create_user(username="owner")
@@ -92,17 +94,22 @@ def measure(args: argparse.Namespace) -> None:
                 INSERT INTO runs_run (id, created_at, updated_at, project_id, created_by_id, api_key_id,
                     prompt_version_id, execution, variables, rendered_input, provider, model, params, metadata,
                     request_hash, status, output, finish_reason, prompt_tokens, completion_tokens, total_tokens,
-                    tokens_estimated, latency_ms, attempts, error_code, error_message, attempt_log, cached)
+                    tokens_estimated, latency_ms, attempts, error_code, error_message, attempt_log, cached,
+                    label, split_arm, split_key_hash)
                 SELECT run_id, at, at, %(project)s, members[1 + i %% 8], keys[1 + i %% 10], versions[1 + i %% 20],
                     'worker', '{}', '[]', 'local', 'model-' || (i %% 5), '{}', '{}', '', 'succeeded', '', 'stop',
-                    100 + i %% 50, 20 + i %% 30, 120 + i %% 50 + i %% 30, false, 100, 1, '', '', '[]', false
+                    100 + i %% 50, 20 + i %% 30, 120 + i %% 50 + i %% 30, false, 100, 1, '', '', '[]', false,
+                    '', false, ''
                 FROM rows, ids
-                RETURNING id, created_at, created_by_id, api_key_id, model, prompt_tokens, completion_tokens
+                RETURNING id, created_at, created_by_id, api_key_id, prompt_version_id, model, prompt_tokens,
+                    completion_tokens
             )
             INSERT INTO billing_costlog (id, created_at, updated_at, run_id, project_id, created_by_id, api_key_id,
+                prompt_version_id,
                 provider, model, prompt_tokens, completion_tokens, tokens_estimated, input_cost, output_cost,
                 total_cost, currency, cost_known)
             SELECT gen_random_uuid(), created_at, created_at, id, %(project)s, created_by_id, api_key_id,
+                prompt_version_id,
                 'local', model, prompt_tokens, completion_tokens, false,
                 CASE WHEN abs(hashtext(id::text)) %% 50 = 0 THEN NULL ELSE prompt_tokens * 0.000001 END,
                 CASE WHEN abs(hashtext(id::text)) %% 50 = 0 THEN NULL ELSE completion_tokens * 0.000002 END,
@@ -130,6 +137,15 @@ def measure(args: argparse.Namespace) -> None:
             call()
             times.append((time.perf_counter() - began) * 1000)
         return statistics.median(times)
+
+    began = time.perf_counter()
+    selectors.cost_summary(project=project, start=start, end=end, group_by="day")
+    first = (time.perf_counter() - began) * 1000
+    rolled = CostRollup.objects.filter(project=project).count()
+    print(
+        f"the first summary, which rolls up the {rolled} whole final days (billing/rollup.py): {first:.1f} ms; "
+        f"{CostDay.objects.filter(project=project).count():,} rollup rows"
+    )
 
     baseline = timed(
         lambda: selectors.cost_total(logs=selectors.cost_logs_between(project=project, start=start, end=end))

@@ -66,6 +66,10 @@ class CostLog(BaseModel):
     )
     provider = models.CharField(max_length=50)
     model = models.CharField(max_length=200)
+    # The run's version, written with the entry as `model` is: spend per prompt or version reads no runs.
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     prompt_tokens = models.PositiveIntegerField()
     completion_tokens = models.PositiveIntegerField()
     tokens_estimated = models.BooleanField(default=False)
@@ -181,3 +185,48 @@ class BudgetReservation(BaseModel):
 
     def __str__(self) -> str:
         return f"{money_str(self.amount)} USD {self.status} for run {self.run_id}"
+
+
+class CostDay(models.Model):
+    """One project's cost log of one whole past UTC day, summed per provider, model, prompt version,
+    key and member (billing/rollup.py): a spend summary over 90 days reads these rows, not every entry.
+    Written once per (project, day), when a summary first needs the day; never edited."""
+
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    provider = models.CharField(max_length=50)
+    model = models.CharField(max_length=200)
+    prompt_version = models.ForeignKey(
+        "prompts.PromptVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    api_key = models.ForeignKey("accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    runs = models.PositiveIntegerField()
+    prompt_tokens = models.PositiveBigIntegerField()
+    completion_tokens = models.PositiveBigIntegerField()
+    # The sum of the known costs; the runs without one are counted apart, never summed as zero.
+    cost = models.DecimalField(max_digits=18, decimal_places=10)
+    unknown_cost_runs = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "day"], name="costday_project_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider}/{self.model}: {self.runs} runs"
+
+
+class CostRollup(models.Model):
+    """Marks one project's day as rolled up into CostDay; unique, so two requests racing to roll the
+    same day cannot both write it."""
+
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    rolled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "day"], name="costrollup_project_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.day}"

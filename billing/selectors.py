@@ -23,11 +23,14 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Cast, Coalesce, Concat, TruncDate
+from django.utils import timezone
 
 from accounts.models import APIKey, Project
-from billing.models import Budget, BudgetReservation, CostLog, ModelPrice
+from billing import rollup
+from billing.models import Budget, BudgetReservation, CostDay, CostLog, ModelPrice
 from llmops.errors import NotFound
 
+MONEY = DecimalField(max_digits=18, decimal_places=10)
 _SOURCE_RANK = {ModelPrice.Source.STAFF: 0, ModelPrice.Source.DEFAULT: 1, ModelPrice.Source.SEED: 2}
 
 
@@ -51,26 +54,33 @@ def price_for(*, provider: str, model: str, on: date) -> ModelPrice | None:
     return matching[0]
 
 
+def _version_label(version: str) -> Case:
+    """`<prompt> v<number>` of the version at the path `version` (null for a run of a plain model)."""
+    return Case(
+        When(**{f"{version}__isnull": True}, then=Value(None)),
+        default=Concat(
+            F(f"{version}__prompt__name"),
+            Value(" v"),
+            Cast(F(f"{version}__number"), CharField()),
+            output_field=CharField(),
+        ),
+        output_field=CharField(),
+    )
+
+
 GROUPINGS = {
     "day": TruncDate("created_at"),
     "model": F("model"),
     "provider": F("provider"),
-    "prompt": F("run__prompt_version__prompt__name"),
-    # `<prompt> v<number>`, the arms of an A/B split side by side (null for a run of a plain model).
-    "version": Case(
-        When(run__prompt_version__isnull=True, then=Value(None)),
-        default=Concat(
-            F("run__prompt_version__prompt__name"),
-            Value(" v"),
-            Cast(F("run__prompt_version__number"), CharField()),
-            output_field=CharField(),
-        ),
-        output_field=CharField(),
-    ),
+    "prompt": F("prompt_version__prompt__name"),
+    # The arms of an A/B split side by side.
+    "version": _version_label("prompt_version"),
     "key": F("api_key__prefix"),
     # Who made the run (its creator's username; null when that user was deleted).
     "member": F("created_by__username"),
 }
+# The same groups over the daily rollup's rows (billing/rollup.py), which have the same columns but a day.
+DAY_GROUPINGS = {**GROUPINGS, "day": F("day")}
 
 
 def _cost_aggregates() -> dict[str, Any]:
@@ -85,20 +95,72 @@ def _cost_aggregates() -> dict[str, Any]:
     }
 
 
+def _day_aggregates() -> dict[str, Any]:
+    """_cost_aggregates over CostDay rows."""
+    return {
+        "runs": Coalesce(Sum("runs"), 0),
+        "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
+        "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
+        "cost": Coalesce(Sum("cost"), Value(Decimal(0)), output_field=MONEY),
+        "unknown_cost_runs": Coalesce(Sum("unknown_cost_runs"), 0),
+    }
+
+
 def cost_summary(*, project: Project, start: datetime | None, end: datetime | None, group_by: str) -> dict[str, Any]:
-    """Spend of one project in [start, end), grouped; unknown-cost runs are counted apart."""
+    """Spend of one project in [start, end), grouped; unknown-cost runs are counted apart.
+
+    The whole days of the range that are final are read from the daily rollup (rolled up first if this
+    is the first summary to need them: billing/rollup.py), the rest from the cost log: at most the
+    partial days at the range's edges and the days not final yet.
+    """
     logs = CostLog.objects.filter(project=project)
-    if start is not None:
-        logs = logs.filter(created_at__gte=start)
-    if end is not None:
-        logs = logs.filter(created_at__lt=end)
-    aggregates = _cost_aggregates()
-    grouped = logs.annotate(group=GROUPINGS[group_by]).values("group").annotate(**aggregates).order_by("group")
-    rows: list[dict[str, Any]] = [dict(row) for row in grouped]
-    # The totals are the groups' sums (every entry is in exactly one group): one scan of the entries,
-    # not two (bench/cost_summary.py).
-    totals = {name: sum((row[name] for row in rows), Decimal(0) if name == "cost" else 0) for name in aggregates}
+    if start is None:
+        first = logs.order_by("created_at").values_list("created_at", flat=True).first()
+        # From the midnight before the first entry: its day is whole, so it can be read rolled up.
+        start = rollup.midnight((first or timezone.now()).astimezone(UTC).date())
+    whole_from = rollup.midnight(start.astimezone(UTC).date())
+    if whole_from < start:
+        whole_from += timedelta(days=1)
+    final_until = rollup.midnight(rollup.last_final_day() + timedelta(days=1))
+    whole_until = final_until if end is None else min(final_until, rollup.midnight(end.astimezone(UTC).date()))
+
+    groups: dict[Any, dict[str, Any]] = {}
+    # The cost log's ranges left to read: each its own index range scan (an OR of the two is not).
+    ranges: list[tuple[datetime, datetime | None]] = [(start, end)]
+    if whole_from < whole_until:
+        rollup.rollup_ensure(project=project, first=whole_from.date(), last=whole_until.date() - timedelta(days=1))
+        days = CostDay.objects.filter(project=project, day__gte=whole_from.date(), day__lt=whole_until.date())
+        _merge(groups, days.annotate(group=DAY_GROUPINGS[group_by]).values("group").annotate(**_day_aggregates()))
+        ranges = [(start, whole_from), (whole_until, end)]
+    for low, high in ranges:
+        if high is not None and high <= low:
+            continue
+        part = logs.filter(created_at__gte=low)
+        if high is not None:
+            part = part.filter(created_at__lt=high)
+        _merge(
+            groups, part.annotate(group=GROUPINGS[group_by]).values("group").annotate(**_cost_aggregates()).order_by()
+        )
+
+    rows = sorted(groups.values(), key=lambda row: (row["group"] is None, row["group"] or ""))
+    # The totals are the groups' sums (every entry is in exactly one group).
+    names = ("runs", "prompt_tokens", "completion_tokens", "cost", "unknown_cost_runs")
+    totals = {name: sum((row[name] for row in rows), Decimal(0) if name == "cost" else 0) for name in names}
     return {"group_by": group_by, "currency": "USD", "groups": rows, "total": totals}
+
+
+def _merge(groups: dict[Any, dict[str, Any]], rows: Any) -> None:
+    for row in rows:
+        row = dict(row)
+        if row["runs"] == 0:
+            continue
+        held = groups.get(row["group"])
+        if held is None:
+            groups[row["group"]] = row
+        else:
+            for name, value in row.items():
+                if name != "group":
+                    held[name] += value
 
 
 def cost_logs_between(*, project: Project | None, start: datetime, end: datetime) -> QuerySet[CostLog]:
@@ -125,7 +187,6 @@ def cost_log_list(*, project: Project) -> QuerySet[CostLog]:
     return CostLog.objects.filter(project=project).select_related("api_key").order_by("-created_at")
 
 
-MONEY = DecimalField(max_digits=18, decimal_places=10)
 # The start of a window with no end: everything ever spent counts.
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 

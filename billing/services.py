@@ -45,6 +45,7 @@ def cost_record(
     prompt_tokens: int,
     completion_tokens: int,
     tokens_estimated: bool,
+    prompt_version_id: uuid.UUID | None,
 ) -> CostLog:
     """Charges one succeeded run. Precondition: called inside the transaction that marks it succeeded.
 
@@ -70,6 +71,7 @@ def cost_record(
         api_key=api_key,
         provider=provider,
         model=model,
+        prompt_version_id=prompt_version_id,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         tokens_estimated=tokens_estimated,

@@ -415,6 +415,7 @@ def run_finish(
                 api_key=run.api_key,
                 provider=run.provider,
                 model=run.model,
+                prompt_version_id=run.prompt_version_id,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
                 tokens_estimated=result.tokens_estimated,

@@ -28,6 +28,7 @@ class CostLogFactory(factory.django.DjangoModelFactory):
     created_by = factory.LazyAttribute(lambda log: log.run.created_by)
     provider = factory.LazyAttribute(lambda log: log.run.provider)
     model = factory.LazyAttribute(lambda log: log.run.model)
+    prompt_version = factory.LazyAttribute(lambda log: log.run.prompt_version)
     prompt_tokens = 4
     completion_tokens = 2
     input_cost = Decimal("0.000006")

@@ -240,6 +240,7 @@ def test_settle_replaces_the_hold_with_the_real_cost(alice, price):
         prompt_tokens=500,
         completion_tokens=50,
         tokens_estimated=False,
+        prompt_version_id=run.prompt_version_id,
     )
     assert services.budget_settle(run_id=run.pk) == 1
 

@@ -35,6 +35,7 @@ def _succeeded_run(owner, prompt_name="greet", model="m1", prompt_tokens=1000, c
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         tokens_estimated=False,
+        prompt_version_id=run.prompt_version_id,
     )
     return run
 
@@ -61,6 +62,7 @@ def test_cost_record_is_unique_per_run(alice, prices):
                 prompt_tokens=1,
                 completion_tokens=1,
                 tokens_estimated=False,
+                prompt_version_id=run.prompt_version_id,
             )
     assert CostLog.objects.filter(run=run).count() == 1
 

@@ -678,7 +678,8 @@ def test_results_export_as_jsonl_and_csv(alice_client, alice, version, openai_se
 
 
 def test_cancel_while_running_lets_running_runs_finish(alice_client, alice, version, openai_server, worker):
-    openai_server.enqueue(*[slow(0.5) for _ in range(6)])
+    # Slow enough that the cancel lands while the first two still run, on a loaded machine too.
+    openai_server.enqueue(*[slow(2.0) for _ in range(6)])
     batch, _ = _create(alice, version, _items(*"ABCDEF"), concurrency=2)
     deadline = time.monotonic() + 10
     while not Run.objects.filter(batch_item__batch=batch, status="running").exists():

@@ -90,6 +90,7 @@ def test_success_records_everything_and_charges_once(alice, version, openai_serv
     assert cost.cost_known is True
     assert cost.total_cost == (Decimal(5) * 3 + Decimal(2) * 15) / Decimal(1_000_000)
     assert (cost.created_by, cost.prompt_tokens, cost.completion_tokens) == (alice, 5, 2)
+    assert cost.prompt_version_id == version.pk  # spend per prompt reads no runs
 
 
 def test_redelivered_messages_call_the_provider_once_and_charge_once(alice, version, openai_server, worker):
