@@ -114,10 +114,11 @@ def cost_summary(*, project: Project, start: datetime | None, end: datetime | No
     partial days at the range's edges and the days not final yet.
     """
     logs = CostLog.objects.filter(project=project)
-    if start is None:
-        first = logs.order_by("created_at").values_list("created_at", flat=True).first()
-        # From the midnight before the first entry: its day is whole, so it can be read rolled up.
-        start = rollup.midnight((first or timezone.now()).astimezone(UTC).date())
+    # Nothing is older than the first entry: from the midnight before it at the earliest (its day is
+    # then whole, so it can be read rolled up), and a `from` centuries back rolls up no empty days.
+    first = logs.order_by("created_at").values_list("created_at", flat=True).first()
+    earliest = rollup.midnight((first or timezone.now()).astimezone(UTC).date())
+    start = earliest if start is None else max(start, earliest)
     whole_from = rollup.midnight(start.astimezone(UTC).date())
     if whole_from < start:
         whole_from += timedelta(days=1)

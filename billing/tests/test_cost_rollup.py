@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from accounts.tests.factories import UserFactory
 from billing import rollup, selectors
 from billing.models import CostDay, CostLog, CostRollup
 from billing.tests.factories import CostLogFactory
@@ -121,6 +122,18 @@ def test_final_days_are_rolled_once_and_today_never(alice, spend):
     assert not CostDay.objects.exclude(project=project).filter(project__personal_for__username="alice").exists()
     # Three entries a day, one row per (model, version, key, member): the summary reads 3 rows a day.
     assert rows == 3 * len(markers)
+
+
+def test_a_range_from_centuries_back_rolls_up_only_days_with_entries(alice, spend):
+    project = alice.personal_project
+    ancient = datetime(5, 8, 19, 5, 49, tzinfo=UTC)  # Schemathesis's `from`: 22 s of empty days before
+
+    summary = selectors.cost_summary(project=project, start=ancient, end=None, group_by="day")
+
+    assert _got(summary) == _expected(project, ancient, None, "day")
+    assert CostRollup.objects.filter(project=project).count() == 5  # the five whole final days
+    empty = selectors.cost_summary(project=UserFactory().personal_project, start=ancient, end=None, group_by="day")
+    assert empty["groups"] == [] and not CostRollup.objects.exclude(project=project).exists()
 
 
 def test_a_day_is_final_only_after_the_grace_period():

@@ -131,13 +131,19 @@ def test_scoring_again_writes_nothing_new(alice, two_versions, worker):
     assert experiment.summary == summary
 
 
-def test_scoring_half_done_computes_only_the_rest(alice, two_versions, worker, monkeypatch):
-    make_dataset(alice.personal_project, examples=[("a", "x"), ("b", "y")])
-    monkeypatch.setattr("evals.receivers.send_score", lambda experiment_id: False)  # the message is lost
-    experiment = _create(alice)
-    drain()
+def _lose_the_scoring(experiment):
+    """Back to the moment its batches completed and the score message was lost: running, no scores.
+    (The receiver runs in whichever process completed the last batch, with REDIS_URL the worker's,
+    so the loss is staged after the fact rather than by patching the sender.)"""
+    Score.objects.filter(experiment=experiment).delete()
+    Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.RUNNING, summary={}, finished_at=None)
     experiment.refresh_from_db()
-    assert experiment.status == Experiment.Status.RUNNING
+
+
+def test_scoring_half_done_computes_only_the_rest(alice, two_versions, worker):
+    make_dataset(alice.personal_project, examples=[("a", "x"), ("b", "y")])
+    experiment = wait_for_experiment(_create(alice))
+    _lose_the_scoring(experiment)
     assert set(Batch.objects.filter(experiment_arm__experiment=experiment).values_list("status", flat=True)) == {
         Batch.Status.COMPLETED
     }
@@ -156,13 +162,11 @@ def test_scoring_half_done_computes_only_the_rest(alice, two_versions, worker, m
     assert experiment.summary["arms"][0]["scores"]["exact_match"]["mean"] == 0.5
 
 
-def test_recovery_scores_an_experiment_whose_message_was_lost(alice, two_versions, worker, monkeypatch):
+def test_recovery_scores_an_experiment_whose_message_was_lost(alice, two_versions, worker):
     make_dataset(alice.personal_project, examples=[("a", "x")])
-    monkeypatch.setattr("evals.receivers.send_score", lambda experiment_id: False)
-    experiment = _create(alice)
-    drain()
-    experiment.refresh_from_db()
-    assert experiment.status == Experiment.Status.RUNNING
+    experiment = wait_for_experiment(_create(alice))
+    _lose_the_scoring(experiment)
+    Batch.objects.filter(experiment_arm__experiment=experiment).update(finished_at=timezone.now())
     # Batches finished a moment ago: left alone for a minute (their message may be on its way).
     assert experiments_recover(idle_for=timezone.timedelta(minutes=1)) == 0
 
