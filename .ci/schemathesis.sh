@@ -240,6 +240,7 @@ FREE_FORM_KEYS = {
     "POST /api/v1/run",
     "POST /api/v1/batches",
     "POST /api/v1/datasets/{name}/examples",
+    "POST /api/v1/experiments",  # a scorer's `options`
     "POST /api/v1/keys",
     "POST /api/v1/keys/{id}/rotate",
     "POST /api/v1/webhooks",
