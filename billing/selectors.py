@@ -85,12 +85,11 @@ DAY_GROUPINGS = {**GROUPINGS, "day": F("day")}
 
 def _cost_aggregates() -> dict[str, Any]:
     """Runs, tokens, the sum of known costs and the count of unknown-cost runs (never summed as zero)."""
-    money = DecimalField(max_digits=18, decimal_places=10)
     return {
         "runs": Count("id"),
         "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
         "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
-        "cost": Coalesce(Sum("total_cost"), Value(Decimal(0)), output_field=money),
+        "cost": Coalesce(Sum("total_cost"), Value(Decimal(0)), output_field=MONEY),
         "unknown_cost_runs": Count("id", filter=Q(cost_known=False)),
     }
 
@@ -145,8 +144,9 @@ def cost_summary(*, project: Project, start: datetime | None, end: datetime | No
 
     rows = sorted(groups.values(), key=lambda row: (row["group"] is None, row["group"] or ""))
     # The totals are the groups' sums (every entry is in exactly one group).
-    names = ("runs", "prompt_tokens", "completion_tokens", "cost", "unknown_cost_runs")
-    totals = {name: sum((row[name] for row in rows), Decimal(0) if name == "cost" else 0) for name in names}
+    totals = {
+        name: sum((row[name] for row in rows), Decimal(0) if name == "cost" else 0) for name in _cost_aggregates()
+    }
     return {"group_by": group_by, "currency": "USD", "groups": rows, "total": totals}
 
 
