@@ -3,6 +3,7 @@
 a redelivery or queued again by recovery, and charged once), the one finish function (recovery's
 failures emit run.failed and release holds), the hand-back at shutdown, and the recovery loop."""
 
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -171,7 +172,14 @@ def test_recovery_fails_a_run_out_of_attempts_through_the_one_finish(alice, vers
     assert (dead.status, dead.error_code) == (Run.Status.FAILED, services.WORKER_LOST)
     assert BudgetReservation.objects.get(run=dead).status == "released"
     # run.failed is emitted like any other failure (it was not, before run_finish).
-    assert WebhookDelivery.objects.filter(event=WebhookEvent.RUN_FAILED, payload__id=str(dead.pk)).exists()
+    delivery = WebhookDelivery.objects.get(event=WebhookEvent.RUN_FAILED, payload__id=str(dead.pk))
+    # The endpoint refuses connections: once the worker has tried it, a retry is scheduled. The suite's
+    # retry schedule (pyproject.toml) is short, so the worker fixture's teardown drains it in time; with
+    # the production default (30 s) the teardown's drain timed out (a CI failure that hung on this race).
+    deadline = time.monotonic() + 10
+    while not WebhookDelivery.objects.filter(pk=delivery.pk, attempts__gte=1).exists():
+        assert time.monotonic() < deadline, "the worker never attempted the delivery"
+        time.sleep(0.05)
 
 
 def test_recovery_resends_a_message_the_broker_lost(alice, version, worker):
