@@ -175,7 +175,7 @@ def member_remove(*, project: Project, user: User, acting_role: str | None) -> i
         role_check(role=acting_role, minimum=Role.OWNER, action="removing an owner")
         if _owners_left_after(project, membership) == 0:
             raise Conflict("The project's last owner cannot be removed; make another owner first.", code="last_owner")
-    membership.delete()
+    membership.delete()  # its signal invalidates the config cache on commit, these keys' rows with it
     return APIKey.objects.filter(project=project, created_by=user, is_active=True).update(
         is_active=False, revoked_at=timezone.now(), updated_at=timezone.now()
     )

@@ -10,9 +10,16 @@ from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from accounts import key_cache, keys
+from accounts import keys
 from accounts.models import ROLE_SCOPES, APIKey, Membership, Project, Role, Scope, User, all_scopes, role_at_least
+from llmops import config_cache
+from llmops.config_cache import MISS, ProcessCache
 from llmops.errors import Conflict, DomainError, ValidationFailed
+
+# The rows of the keys this process authenticated recently, by prefix (llmops/config_cache.py). Every
+# authentication still checks the secret against the stored hash, and expiry and the rotation's grace
+# period against the clock, so a cached row never lets a wrong secret in nor outlives its expiry.
+key_rows: ProcessCache[APIKey] = ProcessCache("api keys")
 
 # The longest time a rotated-out secret may keep working: a week, enough for a weekly deploy.
 MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600
@@ -162,13 +169,14 @@ def api_key_authenticate(*, raw_key: str) -> APIKey:
     if parts is None:
         raise APIKeyInvalid("Invalid API key.")
     prefix, secret = parts
-    token = key_cache.generation() if key_cache.enabled() else None
-    api_key = key_cache.get(prefix, token)
-    if api_key is None:
+    token = config_cache.generation()
+    api_key = key_rows.get(prefix, token)
+    if api_key is MISS:
         api_key = _api_key_read(prefix)
         if api_key is None:
             raise APIKeyInvalid("Invalid API key.")
-        key_cache.put(prefix, token, api_key)
+        key_rows.put(prefix, token, api_key)  # rows of existing keys only: a wrong prefix is never kept
+    assert isinstance(api_key, APIKey)
     # Both comparisons always run, so timing does not tell which secret (if either) matched.
     matches_current = keys.secret_matches(secret, api_key.secret_hash)
     matches_previous = keys.secret_matches(secret, api_key.previous_secret_hash)

@@ -28,14 +28,26 @@ from django.utils import timezone
 from accounts.models import APIKey, Project
 from billing import rollup
 from billing.models import Budget, BudgetReservation, CostDay, CostLog, ModelPrice
+from llmops.config_cache import ProcessCache
 from llmops.errors import NotFound
 
 MONEY = DecimalField(max_digits=18, decimal_places=10)
 _SOURCE_RANK = {ModelPrice.Source.STAFF: 0, ModelPrice.Source.DEFAULT: 1, ModelPrice.Source.SEED: 2}
 
 
+# Every run's hold and charge look up its model's price, and which budgets apply to its key: this
+# process keeps the answers (llmops/config_cache.py; billing.signals invalidates them on any write).
+price_answers: ProcessCache[ModelPrice | None] = ProcessCache("prices")
+budgets_applying_ids: ProcessCache[tuple[uuid.UUID, ...]] = ProcessCache("budgets applying")
+
+
 def price_for(*, provider: str, model: str, on: date) -> ModelPrice | None:
-    """The price that applies to `provider/model` on a day, or None when nothing matches."""
+    """The price that applies to `provider/model` on a day, or None when nothing matches. The row is
+    shared with other calls in this process: read it, do not change it."""
+    return price_answers.fetch((provider, model, on), lambda: _price_for(provider=provider, model=model, on=on))
+
+
+def _price_for(*, provider: str, model: str, on: date) -> ModelPrice | None:
     candidates = ModelPrice.objects.filter(Q(provider=provider) | Q(provider=""), effective_from__lte=on).filter(
         # Exact ids are matched in SQL; globs are few and matched here.
         Q(model=model) | Q(model__contains="*") | Q(model__contains="?") | Q(model__contains="[")
@@ -253,6 +265,15 @@ def budgets_applying(*, project: Project, api_key: APIKey | None) -> QuerySet[Bu
     if api_key is not None:
         scope |= Q(api_key=api_key)
     return Budget.objects.filter(scope, project=project)
+
+
+def budget_ids_applying(*, project: Project, api_key: APIKey | None) -> tuple[uuid.UUID, ...]:
+    """The primary keys of budgets_applying, in order; from this process's cache when it holds them.
+    Most projects have no budget: then a run's hold reads nothing."""
+    return budgets_applying_ids.fetch(
+        (project.pk, api_key.pk if api_key is not None else None),
+        lambda: tuple(budgets_applying(project=project, api_key=api_key).order_by("pk").values_list("pk", flat=True)),
+    )
 
 
 def budget_list(*, project: Project, now: datetime) -> QuerySet[Budget]:

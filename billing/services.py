@@ -177,7 +177,6 @@ class ReserveCandidate:
     prompt_tokens_bound: int
 
 
-@transaction.atomic
 def budget_reserve(
     *,
     project: Project,
@@ -203,35 +202,40 @@ def budget_reserve(
     Precondition: inside the transaction that creates the run, after its row is written, so a refusal
     rolls the run back and the hold commits together with the run.
     """
-    now = timezone.now()
-    # Lock first, in primary key order (no deadlock between two runs counting against the same
-    # budgets), then read the usage in a new statement: under READ COMMITTED that statement sees
-    # every reservation committed by whoever held the lock before. One statement for spend and holds
-    # also means a run settling meanwhile is seen either held or charged, never neither.
-    locked = list(
-        selectors.budgets_applying(project=project, api_key=api_key)
-        .select_for_update()
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    if not locked:
-        return []
-    candidates = [ReserveCandidate(provider, model, prompt_tokens_bound), *fallbacks]
-    maximum = max(_maximum_cost(candidate, max_completion_tokens, on=now.date()) for candidate in candidates)
-    of_candidates = f" (the most expensive of its {len(candidates)} models)" if len(candidates) > 1 else ""
-    budgets = list(selectors.budgets_with_usage(now=now).filter(pk__in=locked).select_related("api_key").order_by("pk"))
-    for budget in budgets:
-        remaining = budget.amount - budget.spent - budget.reserved  # type: ignore[attr-defined]
-        if maximum > remaining:
-            raise BudgetRefused(
-                f"Budget exceeded: this run may cost up to {_usd(maximum)}{of_candidates}, more than the "
-                f"{_scope_name(budget)} budget {budget.pk} has left ({_usd(budget.amount)} {_per_window(budget)}: "
-                f"spent {_usd(budget.spent)}, reserved {_usd(budget.reserved)}, "  # type: ignore[attr-defined]
-                f"remaining {_usd(remaining)})."
-            )
-    return BudgetReservation.objects.bulk_create(
-        [BudgetReservation(budget=budget, run_id=run_id, amount=maximum) for budget in budgets]
-    )
+    if not selectors.budget_ids_applying(project=project, api_key=api_key):
+        return []  # no budget applies: nothing to lock, nothing to hold
+    with transaction.atomic():
+        now = timezone.now()
+        # Lock first, in primary key order (no deadlock between two runs counting against the same
+        # budgets), then read the usage in a new statement: under READ COMMITTED that statement sees
+        # every reservation committed by whoever held the lock before. One statement for spend and holds
+        # also means a run settling meanwhile is seen either held or charged, never neither.
+        locked = list(
+            selectors.budgets_applying(project=project, api_key=api_key)
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if not locked:
+            return []
+        candidates = [ReserveCandidate(provider, model, prompt_tokens_bound), *fallbacks]
+        maximum = max(_maximum_cost(candidate, max_completion_tokens, on=now.date()) for candidate in candidates)
+        of_candidates = f" (the most expensive of its {len(candidates)} models)" if len(candidates) > 1 else ""
+        budgets = list(
+            selectors.budgets_with_usage(now=now).filter(pk__in=locked).select_related("api_key").order_by("pk")
+        )
+        for budget in budgets:
+            remaining = budget.amount - budget.spent - budget.reserved  # type: ignore[attr-defined]
+            if maximum > remaining:
+                raise BudgetRefused(
+                    f"Budget exceeded: this run may cost up to {_usd(maximum)}{of_candidates}, more than the "
+                    f"{_scope_name(budget)} budget {budget.pk} has left ({_usd(budget.amount)} {_per_window(budget)}: "
+                    f"spent {_usd(budget.spent)}, reserved {_usd(budget.reserved)}, "  # type: ignore[attr-defined]
+                    f"remaining {_usd(remaining)})."
+                )
+        return BudgetReservation.objects.bulk_create(
+            [BudgetReservation(budget=budget, run_id=run_id, amount=maximum) for budget in budgets]
+        )
 
 
 def _maximum_cost(candidate: ReserveCandidate, max_completion_tokens: int, *, on: date) -> Decimal:

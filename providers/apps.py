@@ -6,6 +6,7 @@ class ProvidersConfig(AppConfig):
 
     def ready(self) -> None:
         from llmops.health import register_provider_check
+        from providers import signals  # noqa: F401  (the config cache invalidated on every write)
         from providers.selectors import provider_states
 
         register_provider_check(provider_states)

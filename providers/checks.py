@@ -1,9 +1,12 @@
 """Checks of a `<provider>/<model id>` string, shared by everything that takes one (versions, runs,
 batches): check first, then do, so a bad model is a 400 now and not a failure in a worker."""
 
+import copy
 import re
 from typing import Any
 
+from llmops import config_cache
+from llmops.config_cache import ProcessCache
 from llmops.errors import ValidationFailed
 from providers import clients
 from providers.models import Provider
@@ -12,6 +15,23 @@ from providers.models import Provider
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,49}/[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
 _MODEL = re.compile(MODEL_PATTERN)
 MODEL_HELP = "Must be '<provider>/<model id>', e.g. 'local/smollm2' or 'hf/Qwen/Qwen2.5-1.5B-Instruct'."
+
+
+# Every run reads its provider's row (by name) when it is created and again when it executes: this
+# process keeps the rows it read (llmops/config_cache.py; providers.signals invalidates them).
+provider_rows: ProcessCache[Provider] = ProcessCache("providers")
+
+
+def provider_by_name(name: str) -> Provider | None:
+    """The provider named `name` (the caller's own copy), or None."""
+    token = config_cache.generation()
+    provider = provider_rows.get(name, token)
+    if not isinstance(provider, Provider):
+        provider = Provider.objects.filter(name=name).first()
+        if provider is None:
+            return None  # not kept: unknown names are the caller's to choose
+        provider_rows.put(name, token, provider)
+    return copy.copy(provider)
 
 
 def model_split(model: str) -> tuple[str, str]:
@@ -35,7 +55,7 @@ def provider_check(*, model: Any, field: str) -> Provider:
     """
     model_shape_check(model=model, field=field)
     provider_name, _ = model_split(model)
-    provider = Provider.objects.filter(name=provider_name).first()
+    provider = provider_by_name(provider_name)
     if provider is None:
         known = ", ".join(Provider.objects.order_by("name").values_list("name", flat=True)) or "none yet"
         raise ValidationFailed(

@@ -27,6 +27,8 @@ from huggingface_hub import ChatCompletionInputStreamOptions, HfApi, InferenceCl
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from llmops import config_cache
+from llmops.config_cache import ProcessCache
 from providers.models import Provider
 
 logger = logging.getLogger(__name__)
@@ -478,14 +480,24 @@ def fetch_model_ids(base_url: str, *, api_key: str | None, timeout: float) -> li
         ) from None
 
 
+# Each run's model is checked against its provider's listing: this process also keeps the listings it
+# read from the shared cache (for at most CONFIG_CACHE_SECONDS more than the shared cache does).
+model_listings: ProcessCache[tuple[str, ...]] = ProcessCache("model listings", max_entries=1_000)
+
+
 def cached_model_ids(provider: Provider, *, timeout: float = MODELS_LIST_TIMEOUT) -> list[str] | None:
     """The provider's model ids, cached per provider for a minute; None when the listing failed
     (asked for at most `timeout` seconds, and never longer than the provider's own timeout)."""
     # Base URL and key variable are part of the key, so reconfiguring a provider is seen at once.
     fingerprint = hashlib.sha256(f"{provider.pk}|{provider.base_url}|{provider.api_key_env}".encode()).hexdigest()
     cache_key = f"runs:provider-models:{fingerprint}"
+    token = config_cache.generation()
+    ids = model_listings.get(cache_key, token)
+    if isinstance(ids, tuple):
+        return list(ids)
     ids = cache.get(cache_key)
     if ids is not None:
+        model_listings.put(cache_key, token, tuple(ids))
         return list(ids)
     try:
         ids = fetch_model_ids(provider.base_url, api_key=_api_key(provider), timeout=min(provider.timeout, timeout))

@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from providers import clients
+from providers.checks import provider_by_name
 from providers.clients import Completion, ProviderError, StreamChunk
 from providers.models import Provider
 from runs import leases, services
@@ -47,7 +48,7 @@ def _provider(run: Run) -> Provider:
     known: Provider | None = getattr(run, "provider_row", None)  # run_create's, for the same model
     if known is not None and known.name == run.provider:
         return known
-    provider = Provider.objects.filter(name=run.provider).first()
+    provider = provider_by_name(run.provider)
     if provider is None:
         raise ProviderError("unknown_provider", f"Provider {run.provider!r} no longer exists.", retryable=False)
     return provider

@@ -31,7 +31,7 @@ from llmops.queue import send_or_log
 from prompts import services as prompt_services
 from prompts.models import PromptVersion
 from providers import clients, tokens
-from providers.checks import model_check, model_split
+from providers.checks import model_check, model_split, provider_by_name
 from providers.models import Provider
 from runs import checks, leases, notify, response_cache
 from runs.events import run_event_emit
@@ -591,7 +591,7 @@ def run_execute(*, run_id: str) -> None:
         return
     attempt = run.attempts
     with leases.held(run.pk, attempt):
-        provider = Provider.objects.filter(name=run.provider).first()
+        provider = provider_by_name(run.provider)
         try:
             if provider is None:
                 raise clients.ProviderError(

@@ -35,6 +35,7 @@ from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
 from accounts.models import Project, User
+from llmops.config_cache import ProcessCache
 from llmops.errors import ValidationFailed
 from llmops.queue import send_or_log
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -119,6 +120,22 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
 # --- emitting --------------------------------------------------------------------------------------
 
 
+# Every finished run asks which of its project's endpoints subscribe to its event: this process keeps
+# the answers (llmops/config_cache.py; webhooks.signals invalidates them on any write to an endpoint).
+subscriptions: ProcessCache[tuple[uuid.UUID, ...]] = ProcessCache("webhook subscriptions")
+
+
+def subscribed_endpoint_ids(*, project_id: uuid.UUID, event: str) -> tuple[uuid.UUID, ...]:
+    """The active endpoints of the project subscribed to `event`, oldest first."""
+
+    def load() -> tuple[uuid.UUID, ...]:
+        # Few endpoints per project, and JSON containment is not portable to SQLite: filtered here.
+        rows = WebhookEndpoint.objects.filter(project_id=project_id, is_active=True).order_by("created_at")
+        return tuple(pk for pk, events in rows.values_list("pk", "events") if event in events)
+
+    return subscriptions.fetch((project_id, event), load)
+
+
 def webhook_emit(
     *,
     project: Project,
@@ -132,21 +149,20 @@ def webhook_emit(
     `payload` may be a function, called only when an endpoint subscribes (once)."""
     if event not in WebhookEvent.values:
         raise ValueError(f"Unknown webhook event {event!r}.")
-    # Few endpoints per project, and JSON containment is not portable to SQLite: filtered here.
-    endpoints = [e for e in WebhookEndpoint.objects.filter(project=project, is_active=True) if event in e.events]
-    if not endpoints:
-        return []  # the common case: one indexed query, no writes
+    endpoint_ids = subscribed_endpoint_ids(project_id=project.pk, event=event)
+    if not endpoint_ids:
+        return []  # the common case: no query (from this process's cache), no writes
     if callable(payload):
         payload = payload()
     deliveries: list[WebhookDelivery] = []
     with transaction.atomic():
-        for endpoint in endpoints:
-            if dedupe_key and WebhookDelivery.objects.filter(endpoint=endpoint, dedupe_key=dedupe_key).exists():
+        for endpoint_id in endpoint_ids:
+            if dedupe_key and WebhookDelivery.objects.filter(endpoint_id=endpoint_id, dedupe_key=dedupe_key).exists():
                 continue
             try:
                 with transaction.atomic():  # a savepoint: losing a race on the dedupe key is not an error
                     delivery = WebhookDelivery.objects.create(
-                        endpoint=endpoint, event=event, payload=payload, dedupe_key=dedupe_key
+                        endpoint_id=endpoint_id, event=event, payload=payload, dedupe_key=dedupe_key
                     )
             except IntegrityError:
                 if not dedupe_key:

@@ -1,23 +1,20 @@
-"""The authenticated-key cache (accounts/key_cache.py): a second request reads nothing from the
-database, and every change to what authenticates a key is seen by the very next request, in this
-process and (with Redis) in another one."""
+"""The authenticated-key cache (accounts.services.key_rows, a llmops/config_cache.py cache): a second
+request reads nothing from the database, and every change to what authenticates a key is seen by the
+very next request, in this process and (with Redis) in another one."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts import key_cache, keys, project_services, services
+from accounts import keys, project_services, services
 from accounts.models import Membership, Role
 from accounts.services import APIKeyInvalid
 from accounts.tests.factories import UserFactory
-
-ROOT = Path(__file__).resolve().parents[2]
+from llmops import config_cache
+from llmops.tests.processes import django_child
 
 # Committed for real: the invalidation runs when a change commits.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,10 +22,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def cached(settings):
-    settings.API_KEY_CACHE_SECONDS = 30
-    key_cache._entries.clear()
+    settings.CONFIG_CACHE_SECONDS = 30
+    services.key_rows.clear()
     yield
-    key_cache._entries.clear()
+    services.key_rows.clear()
 
 
 @pytest.fixture
@@ -53,7 +50,7 @@ def test_the_second_authentication_reads_nothing(cached, alice_key):
 
 
 def test_off_reads_the_database_every_time(settings, alice_key):
-    settings.API_KEY_CACHE_SECONDS = 0
+    settings.CONFIG_CACHE_SECONDS = 0
     _, plaintext = alice_key
     _queries(plaintext)
 
@@ -63,7 +60,7 @@ def test_off_reads_the_database_every_time(settings, alice_key):
 def test_a_wrong_secret_is_refused_from_the_cache_too(cached, alice_key):
     api_key, plaintext = alice_key
     services.api_key_authenticate(raw_key=plaintext)
-    assert api_key.prefix in key_cache._entries
+    assert api_key.prefix in services.key_rows
 
     with pytest.raises(APIKeyInvalid, match="Invalid API key"):
         services.api_key_authenticate(raw_key=keys.join(api_key.prefix, "not-the-secret"))
@@ -124,7 +121,7 @@ def test_a_lost_generation_invalidates_everything(cached, alice_key):
     _, plaintext = alice_key
     services.api_key_authenticate(raw_key=plaintext)
 
-    cache.delete(key_cache.GENERATION_KEY)
+    cache.delete(config_cache.GENERATION_KEY)
 
     assert _queries(plaintext)[1] >= 1
     assert _queries(plaintext)[1] == 0
@@ -146,8 +143,6 @@ def test_an_unreachable_shared_cache_authenticates_from_the_database(cached, ali
 
 _CHILD = """
 import sys
-import django
-django.setup()
 from accounts.services import APIKeyInvalid, api_key_authenticate
 raw = sys.stdin.readline().strip()
 for line in sys.stdin:
@@ -163,31 +158,12 @@ for line in sys.stdin:
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="invalidation across processes goes through Redis")
 def test_a_key_revoked_here_is_refused_at_once_by_another_process(cached, alice_key):
     api_key, plaintext = alice_key
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "API_KEY_CACHE_SECONDS": "300",
-        "DJANGO_SETTINGS_MODULE": "llmops.settings",
-    }
-    child = subprocess.Popen(  # noqa: S603 (our own script, in our own interpreter)
-        [sys.executable, "-c", _CHILD], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdin is not None and child.stdout is not None
-    try:
-        child.stdin.write(plaintext + "\n")
+    with django_child(_CHILD, CONFIG_CACHE_SECONDS="300") as child:
+        child.send(plaintext)
 
-        def ask() -> str:
-            child.stdin.write("go\n")  # type: ignore[union-attr]
-            child.stdin.flush()  # type: ignore[union-attr]
-            return child.stdout.readline().strip()  # type: ignore[union-attr]
-
-        assert ask() == "ok"  # read from the database, now cached in the child
-        assert ask() == "ok"  # from its cache
+        assert child.ask() == "ok"  # read from the database, now cached in the child
+        assert child.ask() == "ok"  # from its cache
 
         services.api_key_revoke(api_key=api_key)
 
-        assert ask() == "refused: API key has been revoked."
-    finally:
-        child.stdin.close()
-        child.wait(timeout=20)
+        assert child.ask() == "refused: API key has been revoked."
