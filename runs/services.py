@@ -6,6 +6,7 @@ worker renews while the provider answers; `run_finish` ends it with every side e
 ends it; `runs_recover` sends what the broker never got and takes back what dead workers held.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,13 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from dramatiq.middleware import TimeLimitExceeded
 
 from accounts import ratelimit
 from accounts.models import APIKey, Project, User
+from billing import selectors as billing_selectors
 from billing import services as billing_services
 from llmops.errors import Conflict, ValidationFailed
 from llmops.queue import send_or_log
@@ -188,7 +190,7 @@ def run_create(
     }
 
     try:
-        with transaction.atomic():
+        with _run_create_transaction(project=project, api_key=api_key, cached=cached is not None):
             if cached is not None:
                 run = _cached_run_create(fields=fields, answer=cached, inline=inline, now=now)
             else:
@@ -234,11 +236,25 @@ def run_create(
         ratelimit.token_usage_record(api_key=api_key, tokens=cached.prompt_tokens + cached.completion_tokens)
         logger.info("run answered from the response cache", extra={"run_id": str(run.pk), "model": cached.model})
         return run, True
-    logger.info(
+    # An inline run's request logs its end ("run finished") a moment later: its start is for debugging.
+    logger.log(
+        logging.INFO if not inline else logging.DEBUG,
         "run queued" if not inline else "run started inline",
         extra={"run_id": str(run.pk), "provider": provider.name, "model": model_id},
     )
     return run, True
+
+
+def _run_create_transaction(
+    *, project: Project, api_key: APIKey | None, cached: bool
+) -> "transaction.Atomic | contextlib.nullcontext[None]":
+    """The transaction run_create writes in; none when its one write is the run's INSERT (no budget
+    applies, so no hold goes with it, and it is not a cached answer): a statement in autocommit is
+    one round trip to the database where BEGIN, INSERT, COMMIT are three. Inside a caller's
+    transaction it is always a savepoint, so losing the idempotency key's race leaves that usable."""
+    if cached or connection.in_atomic_block or billing_selectors.budget_ids_applying(project=project, api_key=api_key):
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def _fallbacks_check(params: dict[str, Any], *, from_request: bool) -> list[tuple[Provider, str]]:
