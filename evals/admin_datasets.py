@@ -2,12 +2,16 @@
 
 Datasets are created, described and deleted through evals.dataset_services, like the API; their
 examples are read-only here (they never change) and are appended through `examples_append`: a
-JSON Lines / CSV file or one example, from the dataset's "Append examples" page. The runs
+JSON Lines / CSV file or one example, from the dataset's "Append examples" page. They are removed
+through `examples_remove`: the dataset's page has a box per example, and the boxes checked go to a
+confirmation page that removes them as one new version. The runs
 changelist gets a "Save as example" action (registered with runs.admin.run_action_register) that
 asks for the dataset and saves the selected runs through `examples_from_runs`.
 """
 
 import json
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -30,6 +34,10 @@ from llmops.admin import RefusableForm, ServiceRefused, ServiceWritesMixin
 from llmops.errors import DomainError
 from runs.admin import run_action_register
 from runs.models import Run
+
+# The dataset page's form that its examples' boxes belong to (change_form.html): it sits outside the
+# dataset's own form, so checking a box changes nothing there.
+REMOVE_FORM_ID = "remove-examples-form"
 
 
 def _editor_check(request: HttpRequest, dataset: Dataset, action: str) -> None:
@@ -102,8 +110,24 @@ class ExampleInline(_ReadOnlyInline):
         "tags",
         "added_in",
         "source_run",
+        "remove",
     )
     ordering = ["position"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        if not request.user.has_perm(f"{self.parent_model._meta.app_label}.change_dataset"):
+            fields.remove("remove")
+        return fields
+
+    @admin.display(description="remove")
+    def remove(self, example: Example) -> SafeString:
+        return format_html(
+            '<input type="checkbox" name="ids" value="{}" form="{}" class="remove-example" aria-label="Remove {}">',
+            example.pk,
+            REMOVE_FORM_ID,
+            example,
+        )
 
 
 class ExamplesAppendForm(forms.Form):
@@ -140,6 +164,15 @@ class ExamplesAppendForm(forms.Form):
         }
 
 
+class ExamplesRemoveForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        max_length=dataset_services.MAX_NOTE_LENGTH,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text="Why they go (the new version's note).",
+    )
+
+
 @admin.register(Dataset)
 class DatasetAdmin(ServiceWritesMixin, admin.ModelAdmin):
     form = DatasetForm
@@ -149,6 +182,7 @@ class DatasetAdmin(ServiceWritesMixin, admin.ModelAdmin):
     list_select_related = ["project"]
     inlines = [DatasetVersionInline, ExampleInline]
     append_template = "admin/evals/dataset/append.html"
+    remove_template = "admin/evals/dataset/remove.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Dataset]:
         latest = DatasetVersion.objects.filter(dataset=OuterRef("pk"), number=OuterRef("latest_version_number"))
@@ -182,7 +216,23 @@ class DatasetAdmin(ServiceWritesMixin, admin.ModelAdmin):
         append = path(
             "<path:object_id>/append/", self.admin_site.admin_view(self.append_view), name="evals_dataset_append"
         )
-        return [append, *super().get_urls()]
+        remove = path(
+            "<path:object_id>/remove/", self.admin_site.admin_view(self.remove_view), name="evals_dataset_remove"
+        )
+        return [append, remove, *super().get_urls()]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Dataset | None = None,
+    ) -> Any:
+        if obj is not None and obj.latest_version_number and self.has_change_permission(request, obj):
+            context.update(remove_url=self._url("remove", obj), remove_form_id=REMOVE_FORM_ID)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def save_model(self, request: HttpRequest, obj: Dataset, form: Any, change: bool) -> None:
         try:
@@ -220,8 +270,8 @@ class DatasetAdmin(ServiceWritesMixin, admin.ModelAdmin):
         if request.method == "POST":
             if form.is_valid():
                 upload = form.cleaned_data["file"]
-                try:
-                    _editor_check(request, dataset, "appending examples")
+
+                def append() -> DatasetVersion:
                     if upload is not None:
                         lines = dataset_files.text_lines(upload)
                         csv_file = upload.name.lower().endswith(".csv")
@@ -230,22 +280,19 @@ class DatasetAdmin(ServiceWritesMixin, admin.ModelAdmin):
                         )
                     else:
                         rows = [form.example()]
-                    version = dataset_services.examples_append(
+                    return dataset_services.examples_append(
                         project=dataset.project,
                         dataset=dataset,
                         examples=rows,
                         created_by=request.user,  # type: ignore[arg-type]
                         note=form.cleaned_data["note"],
                     )
-                except DomainError as exc:
-                    problems = _problems(exc)
-                    status = int(exc.status_code)
-                else:
-                    self.log_change(request, dataset, f"Appended examples: version {version.number}.")
-                    messages.success(request, f"Version {version.number}: {version.added_count} example(s) added.")
-                    return HttpResponseRedirect(
-                        reverse("admin:evals_dataset_change", args=[dataset.pk], current_app=self.admin_site.name)
-                    )
+
+                done, problems, status = self._version_write(
+                    request, dataset, action="appending examples", write=append, verb="added"
+                )
+                if done is not None:
+                    return done
             else:
                 status = 400
         context = {
@@ -257,6 +304,83 @@ class DatasetAdmin(ServiceWritesMixin, admin.ModelAdmin):
             "title": f"Append examples to {dataset.name}",
         }
         return TemplateResponse(request, self.append_template, context, status=status)
+
+    def _version_write(
+        self, request: HttpRequest, dataset: Dataset, *, action: str, write: Callable[[], DatasetVersion], verb: str
+    ) -> tuple[HttpResponse | None, list[str], int]:
+        """Writes a new version with `write` as the staff user (an editor of the dataset's project):
+        the redirect back to the dataset, or None with the refusal's problems and status."""
+        try:
+            _editor_check(request, dataset, action)
+            version = write()
+        except DomainError as exc:
+            return None, _problems(exc), int(exc.status_code)
+        count = version.added_count if verb == "added" else version.removed_count
+        self.log_change(request, dataset, f"Examples {verb}: version {version.number}.")
+        messages.success(request, f"Version {version.number}: {count} example(s) {verb}.")
+        return HttpResponseRedirect(self._url("change", dataset)), [], 200
+
+    def remove_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """`?ids=<example id>&...` (the boxes checked on the dataset's page): GET shows the examples to
+        remove; POST removes them through examples_remove as one new version and goes back to the
+        dataset, or shows the refusal."""
+        dataset = self.get_object(request, unquote(object_id))
+        if dataset is None or not self.has_change_permission(request, dataset):
+            raise Http404("No such dataset.")
+        posted = request.method == "POST"
+        ids = (request.POST if posted else request.GET).getlist("ids")
+        form = ExamplesRemoveForm(request.POST if posted else None)
+        problems: list[str] = []
+        status = 200
+        if not ids:
+            problems = ["Select the examples to remove: check their boxes on the dataset's page."]
+            status = 400
+        elif posted:
+            if form.is_valid():
+                done, problems, status = self._version_write(
+                    request,
+                    dataset,
+                    action="removing examples",
+                    write=lambda: dataset_services.examples_remove(
+                        project=dataset.project,
+                        dataset=dataset,
+                        ids=ids,
+                        created_by=request.user,  # type: ignore[arg-type]
+                        note=form.cleaned_data["note"],
+                    ),
+                    verb="removed",
+                )
+                if done is not None:
+                    return done
+            else:
+                status = 400
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "dataset": dataset,
+            "form": form,
+            "ids": ids,
+            "selected": [
+                (example, json.dumps(example.variables, ensure_ascii=False)) for example in self._selected(dataset, ids)
+            ],
+            "problems": problems,
+            "title": f"Remove examples from {dataset.name}",
+        }
+        return TemplateResponse(request, self.remove_template, context, status=status)
+
+    def _selected(self, dataset: Dataset, ids: list[str]) -> list[Example]:
+        """The examples of the latest version among `ids`, in order (an id that is not one is left
+        to examples_remove to name)."""
+        pks = []
+        for value in ids[: dataset_services.MAX_REMOVED_PER_CALL]:
+            try:
+                pks.append(uuid.UUID(value))
+            except ValueError:
+                continue
+        if not pks or dataset.latest_version_number == 0:
+            return []
+        version = dataset_selectors.dataset_version_get(dataset=dataset)
+        return list(dataset_selectors.example_list(version=version).filter(pk__in=pks)[: ExampleInline.shown])
 
 
 class SaveAsExampleForm(forms.Form):

@@ -19,8 +19,10 @@ from llmops.admin import ReadOnlyAdmin
 from llmops.errors import DomainError
 from prompts import selectors, services
 from prompts.admin_editor import VersionEditor
+from prompts.admin_splits import SplitEditor, split_text
 from prompts.diff import version_diff
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
+from prompts.splits import MAX_SPLIT_ARMS, SPLIT_TOTAL
 from providers.selectors import model_choices
 
 # Labels the move form suggests besides those the prompt has.
@@ -222,6 +224,7 @@ class PromptAdmin(admin.ModelAdmin):
     compare_template = "admin/prompts/prompt/compare.html"
     new_version_template = "admin/prompts/prompt/new_version.html"
     label_move_template = "admin/prompts/prompt/label_move.html"
+    label_split_template = "admin/prompts/prompt/label_split.html"
 
     def get_urls(self) -> list[URLPattern]:
         # Before the defaults: their `<path:object_id>/` catch-all would swallow `<pk>/compare/`.
@@ -231,6 +234,7 @@ class PromptAdmin(admin.ModelAdmin):
             ("versions/new/", self.new_version_view, "new_version"),
             ("labels/move/", self.label_move_view, "label_move"),
             ("labels/rollback/", require_POST(self.label_rollback_view), "label_rollback"),
+            ("labels/split/", self.label_split_view, "label_split"),
         ]
         ours = [
             path(f"<path:object_id>/{route}", self.admin_site.admin_view(view), name=f"{prefix}_{name}")
@@ -282,7 +286,9 @@ class PromptAdmin(admin.ModelAdmin):
             if obj.archived_at is None and self.has_change_permission(request, obj):
                 context.update(editor=self._editor(obj), editor_url=self._url("new_version", obj))
                 context.update(
-                    label_move_url=self._url("label_move", obj), label_rollback_url=self._url("label_rollback", obj)
+                    label_move_url=self._url("label_move", obj),
+                    label_rollback_url=self._url("label_rollback", obj),
+                    label_split_url=self._url("label_split", obj),
                 )
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
@@ -399,6 +405,61 @@ class PromptAdmin(admin.ModelAdmin):
         self.log_change(request, prompt, f"Label {label} {verb}{origin} to v{number}.")
         messages.success(request, f"{label} {verb}{origin} to v{number}.")
 
+    def label_split_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """`?label=<name>`: GET shows the label's split as one row per arm (version and weight); POST
+        sets, changes or (`clear`, or every row blank) clears it through label_split_set and goes back
+        to the prompt, or shows the refusal at the fields it names."""
+        prompt = self._prompt_or_404(request, object_id, change=True)
+        query = request.POST if request.method == "POST" else request.GET
+        label = PromptLabel.objects.filter(prompt=prompt, name=query.get("label", "")).select_related("version").first()
+        if label is None:
+            raise Http404("This prompt has no such label.")
+        versions = list(selectors.version_list(prompt=prompt).values_list("number", "commit_message"))
+        status = 200
+        if request.method == "POST":
+            editor = SplitEditor(label=label, versions=versions, data=request.POST)
+            clear = "clear" in request.POST
+            if editor.is_valid(clear=clear):
+                try:
+                    split = [] if clear else editor.split()
+                    self._split(request, prompt, label=label, number=editor.version(), split=split)
+                except DomainError as exc:
+                    editor.add_service_error(exc)
+                    status = int(exc.status_code)
+                else:
+                    return HttpResponseRedirect(self._url("change", prompt) + "#prompt-labels")
+            else:
+                status = 400
+        else:
+            editor = SplitEditor(label=label, versions=versions)
+        context = self._page_context(request, prompt, f"Split {label.name} of {prompt}")
+        context.update(
+            label=label,
+            editor=editor,
+            protected=label.name in prompt.project.protected_labels,
+            split_total=SPLIT_TOTAL,
+            max_arms=MAX_SPLIT_ARMS,
+        )
+        return TemplateResponse(request, self.label_split_template, context, status=status)
+
+    def _split(
+        self, request: HttpRequest, prompt: Prompt, *, label: PromptLabel, number: int, split: list[dict[str, Any]]
+    ) -> None:
+        """Sets the label's split as the staff user, with the role a move of it needs. Raises the
+        service's refusal."""
+        user: Any = request.user
+        role = label_role_check(user=user, project=prompt.project, label=label.name)
+        before = split_text(label.split)
+        moved = services.label_split_set(
+            prompt=prompt, label=label.name, version_number=number, split=split, moved_by=user, role=role
+        )
+        if moved.split:
+            text = f"{label.name} split: {split_text(moved.split)}."
+        else:
+            text = f"{label.name} {'split cleared' if label.split else 'has no split'}: all its runs go to v{number}."
+        self.log_change(request, prompt, f"Label {label.name} split from {before} to {split_text(moved.split)}.")
+        messages.success(request, text)
+
     def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The diff of two versions of a prompt: `?a=<number>&b=<number>`, side by side and unified.
 
@@ -495,7 +556,7 @@ class PromptVersionAdmin(admin.ModelAdmin):
 @admin.register(PromptLabel)
 class PromptLabelAdmin(admin.ModelAdmin):
     form = PromptLabelForm
-    list_display = ["__str__", "prompt", "name", "version", "updated_at"]
+    list_display = ["__str__", "prompt", "name", "version", "split_arms", "updated_at"]
     list_filter = ["name"]
     search_fields = ["prompt__name", "name"]
     list_select_related = ["prompt", "version"]
@@ -503,6 +564,10 @@ class PromptLabelAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: PromptLabel | None = None) -> Any:
         return ["prompt", "name"] if obj else []
+
+    @admin.display(description="split")
+    def split_arms(self, obj: PromptLabel) -> str:
+        return split_text(obj.split)
 
     def get_form(
         self, request: HttpRequest, obj: PromptLabel | None = None, change: bool = False, **kwargs: Any
