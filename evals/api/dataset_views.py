@@ -12,7 +12,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import exceptions, renderers, status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -36,8 +36,16 @@ from evals.api.dataset_serializers import (
     VersionQuerySerializer,
 )
 from evals.models import Dataset, Example
+from llmops.api_exports import (
+    EXPORT_RENDERERS,
+    FORMAT_PARAMETER,
+    JSONErrorsMixin,
+    export_format,
+    export_response,
+    export_responses,
+)
 from llmops.schema import ErrorSerializer
-from runs.api.batch_views import CSVRenderer, JSONLinesRenderer, PayloadTooLarge
+from runs.api.batch_views import PayloadTooLarge
 
 DATASET_NAME = OpenApiParameter(
     "name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The dataset's name or its id."
@@ -104,7 +112,7 @@ def _version_query(request: Request) -> int | None:
     ),
 )
 @extend_schema(tags=["datasets"])
-class DatasetViewSet(viewsets.GenericViewSet):
+class DatasetViewSet(JSONErrorsMixin, viewsets.GenericViewSet):
     """Datasets: numbered, immutable versions of examples. Every append or removal is a new version."""
 
     serializer_class = DatasetSerializer
@@ -132,12 +140,6 @@ class DatasetViewSet(viewsets.GenericViewSet):
 
     def get_object(self) -> Dataset:
         return dataset_selectors.dataset_get(project=request_project(self.request), ref=self.kwargs["name"])
-
-    def handle_exception(self, exc: Exception) -> Response:
-        # Errors are JSON whatever export format was asked for.
-        self.request.accepted_renderer = renderers.JSONRenderer()
-        self.request.accepted_media_type = "application/json"
-        return super().handle_exception(exc)
 
     def _fresh(self, dataset: Dataset) -> Dataset:
         return dataset_selectors.dataset_get(project=request_project(self.request), ref=str(dataset.pk))
@@ -343,48 +345,19 @@ class DatasetViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Export a dataset version, streamed, one example per line in order",
-        parameters=[
-            DATASET_NAME,
-            VersionQuerySerializer,
-            OpenApiParameter(
-                "format", OpenApiTypes.STR, enum=["jsonl", "csv"], description="Default `jsonl` (or by Accept)."
-            ),
-        ],
-        responses={
-            (200, "application/x-ndjson"): OpenApiResponse(
-                ExportLineSerializer, description="JSON Lines: one such object per example, streamed."
-            ),
-            (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR,
-                description=f"CSV, streamed: a header row ({', '.join(dataset_files.CSV_COLUMNS)}) then one row per "
-                "example; `variables` and `tags` are JSON text.",
-            ),
-            # Errors stay JSON whatever format was asked for (handle_exception).
-            **{
-                (code, "application/json"): OpenApiResponse(ErrorSerializer, description=text)
-                for code, text in (
-                    (400, "Invalid query parameters."),
-                    (401, "Missing, unknown, revoked or expired API key."),
-                    (403, "Authenticated but not allowed."),
-                    (404, "Not found, owned by someone else, no such `version`, or an unknown `format`."),
-                    (405, "Method not allowed."),
-                    (406, "Not acceptable."),
-                    (429, "Too many requests."),
-                    (500, "Internal server error."),
-                )
-            },
-        },
+        parameters=[DATASET_NAME, VersionQuerySerializer, FORMAT_PARAMETER],
+        responses=export_responses(
+            line=ExportLineSerializer,
+            what="example",
+            csv_header=dataset_files.CSV_COLUMNS,
+            csv_note="`variables` and `tags` are JSON text.",
+            not_found="Not found, owned by someone else, no such `version`, or an unknown `format`.",
+        ),
     )
-    @action(detail=True, methods=["get"], renderer_classes=[JSONLinesRenderer, CSVRenderer])
+    @action(detail=True, methods=["get"], renderer_classes=EXPORT_RENDERERS)
     def export(self, request: Request, name: str) -> StreamingHttpResponse:
-        if request.query_params.get("format") == "":  # DRF reads a blank ?format= as none given
-            raise exceptions.NotFound("Unknown format; give jsonl or csv.")
+        format = export_format(request)
         dataset = self.get_object()
         version = dataset_selectors.dataset_version_get(dataset=dataset, number=_version_query(request))
-        if request.accepted_renderer.format == "csv":
-            stream, content_type, extension = dataset_files.export_csv(version), "text/csv; charset=utf-8", "csv"
-        else:
-            stream, content_type, extension = dataset_files.export_jsonl(version), "application/x-ndjson", "jsonl"
-        response = StreamingHttpResponse(stream, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{dataset.name}-v{version.number}.{extension}"'
-        return response
+        stream = dataset_files.export_csv(version) if format == "csv" else dataset_files.export_jsonl(version)
+        return export_response(stream, format=format, filename=f"{dataset.name}-v{version.number}")

@@ -3,16 +3,14 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiParameter,
     OpenApiRequest,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import exceptions, renderers, status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -21,6 +19,14 @@ from rest_framework.settings import api_settings
 
 from accounts.access import request_project
 from accounts.models import APIKey, Scope
+from llmops.api_exports import (
+    EXPORT_RENDERERS,
+    FORMAT_PARAMETER,
+    JSONErrorsMixin,
+    export_format,
+    export_response,
+    export_responses,
+)
 from llmops.schema import ErrorSerializer
 from runs import batch_files, batch_selectors, batch_services
 from runs.api.batch_serializers import (
@@ -38,26 +44,6 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body is too large."
     default_code = "payload_too_large"
-
-
-class _ExportRenderer(renderers.BaseRenderer):
-    """Selects an export format by `?format=` or Accept; the export itself is a streaming response,
-    so this only ever renders an error body, as JSON."""
-
-    charset = "utf-8"
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        return renderers.JSONRenderer().render(data)
-
-
-class JSONLinesRenderer(_ExportRenderer):
-    media_type = "application/x-ndjson"
-    format = "jsonl"
-
-
-class CSVRenderer(_ExportRenderer):
-    media_type = "text/csv"
-    format = "csv"
 
 
 def _check_upload_size(request: Request) -> None:
@@ -125,7 +111,7 @@ def _check_upload_size(request: Request) -> None:
     ),
 )
 @extend_schema(tags=["batches"])
-class BatchViewSet(viewsets.GenericViewSet):
+class BatchViewSet(JSONErrorsMixin, viewsets.GenericViewSet):
     serializer_class = BatchSerializer
     # The API's JSON parser (settings imports it), plus multipart for file uploads.
     parser_classes = [*api_settings.DEFAULT_PARSER_CLASSES, MultiPartParser]  # type: ignore[list-item]
@@ -145,12 +131,6 @@ class BatchViewSet(viewsets.GenericViewSet):
         filters = BatchFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         return batch_selectors.batch_list(project=request_project(self.request), **filters.validated_data)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        # Errors are JSON whatever export format was asked for.
-        self.request.accepted_renderer = renderers.JSONRenderer()
-        self.request.accepted_media_type = "application/json"
-        return super().handle_exception(exc)
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -204,45 +184,18 @@ class BatchViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Export the batch's results, streamed, one item per line in line order",
-        parameters=[
-            OpenApiParameter(
-                "format", OpenApiTypes.STR, enum=["jsonl", "csv"], description="Default `jsonl` (or by Accept)."
-            )
-        ],
-        responses={
-            (200, "application/x-ndjson"): OpenApiResponse(
-                BatchResultSerializer, description="JSON Lines: one such object per item, streamed."
-            ),
-            (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR,
-                description=f"CSV, streamed: a header row ({', '.join(batch_files.CSV_COLUMNS)}) then one row per "
-                "item; `variables` is JSON text.",
-            ),
-            # Errors stay JSON whatever format was asked for (handle_exception).
-            **{
-                (code, "application/json"): OpenApiResponse(ErrorSerializer, description=text)
-                for code, text in (
-                    (400, "Invalid query parameters."),
-                    (401, "Missing, unknown, revoked or expired API key."),
-                    (403, "Authenticated but not allowed."),
-                    (404, "Not found, owned by someone else, or an unknown `format`."),
-                    (405, "Method not allowed."),
-                    (406, "Not acceptable."),
-                    (429, "Too many requests."),
-                    (500, "Internal server error."),
-                )
-            },
-        },
+        parameters=[FORMAT_PARAMETER],
+        responses=export_responses(
+            line=BatchResultSerializer,
+            what="item",
+            csv_header=batch_files.CSV_COLUMNS,
+            csv_note="`variables` is JSON text.",
+            not_found="Not found, owned by someone else, or an unknown `format`.",
+        ),
     )
-    @action(detail=True, methods=["get"], renderer_classes=[JSONLinesRenderer, CSVRenderer])
+    @action(detail=True, methods=["get"], renderer_classes=EXPORT_RENDERERS)
     def results(self, request: Request, pk: str) -> StreamingHttpResponse:
-        if request.query_params.get("format") == "":  # DRF reads a blank ?format= as none given
-            raise exceptions.NotFound("Unknown format; give jsonl or csv.")
+        format = export_format(request)
         batch = batch_selectors.batch_get(project=request_project(request), batch_id=pk)
-        if request.accepted_renderer.format == "csv":
-            stream, content_type, extension = batch_files.results_csv(batch), "text/csv; charset=utf-8", "csv"
-        else:
-            stream, content_type, extension = batch_files.results_jsonl(batch), "application/x-ndjson", "jsonl"
-        response = StreamingHttpResponse(stream, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.{extension}"'
-        return response
+        stream = batch_files.results_csv(batch) if format == "csv" else batch_files.results_jsonl(batch)
+        return export_response(stream, format=format, filename=f"batch-{batch.pk}")
