@@ -256,6 +256,8 @@ class Stack:
             "5",
             "--no-control-socket",
         ]
+        if a.web_reuse_port:
+            argv.append("--reuse-port")  # each worker its own listening socket: the kernel spreads connections
         self.web = self.spawn("web", argv, self.env)
         wait_until(
             lambda: http("GET", f"{self.web_url}/api/v1/health")[0] == 200 or not self.web.alive(),  # type: ignore[union-attr]
@@ -884,6 +886,13 @@ def main() -> None:
     parser.add_argument("--web-worker-class", default="gthread")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=16)
+    parser.add_argument(
+        "--web-reuse-port",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="gunicorn --reuse-port: each worker its own listening socket, connections spread by the kernel "
+        "(default: one socket shared by the workers, as the Dockerfile runs it)",
+    )
     parser.add_argument("--worker-threads", type=int, default=16)
     parser.add_argument("--redis-db", type=int, default=14, help="Flushed before and after.")
     parser.add_argument("--keep-logs", action="store_true", help="Keep the processes' logs (the folder is printed).")
@@ -898,7 +907,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     print(machine())
     print(
-        f"gunicorn {args.web_worker_class} {args.web_workers} workers x {args.web_threads} threads; "
+        f"gunicorn {args.web_worker_class} {args.web_workers} workers x {args.web_threads} threads"
+        f"{', --reuse-port' if args.web_reuse_port else ''}; "
         f"rundramatiq 1 process x {args.worker_threads} threads; PostgreSQL, Redis db {args.redis_db}; "
         f"logs in {work}",
         flush=True,

@@ -1,5 +1,6 @@
 """Each process's cache of the rows every call reads and staff rarely change (API keys, providers,
-prices, which budgets apply, which webhook endpoints subscribe), invalidated at once across processes.
+prices, prompts and their labels, which budgets apply, which webhook endpoints subscribe),
+invalidated at once across processes.
 
 A gateway call used to read each of them from the database, and the ORM spends more time building
 those queries than the database spends answering them (bench/README.md). A process keeps what it read

@@ -271,9 +271,10 @@ JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
 # API keys: writing last_used_at on every request would turn each read into a write;
 # it is refreshed at most once per this many seconds.
 API_KEY_LAST_USED_RESOLUTION = env.int("API_KEY_LAST_USED_RESOLUTION", default=60)
-# How long a process may keep in memory the rows every call reads (API keys, providers, prices, which
-# budgets and webhook endpoints apply: llmops/config_cache.py); any write to them invalidates every
-# process at once through the shared cache, so only with REDIS_URL (0 turns it off).
+# How long a process may keep in memory the rows every call reads (API keys, providers, prices,
+# prompts and their labels, which budgets and webhook endpoints apply: llmops/config_cache.py); any
+# write to them invalidates every process at once through the shared cache, so only with REDIS_URL
+# (0 turns it off).
 CONFIG_CACHE_SECONDS = env.int("CONFIG_CACHE_SECONDS", default=30 if REDIS_URL else 0)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,11 +1,14 @@
 """Reads for prompts. Every lookup is scoped to its project: another user's prompt is "not found"."""
 
+import copy
 import uuid
 from dataclasses import dataclass
 
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import Project
+from llmops import config_cache
+from llmops.config_cache import ProcessCache
 from llmops.errors import NotFound, ValidationFailed
 from prompts.models import LATEST_LABEL, LabelMove, Prompt, PromptLabel, PromptVersion
 
@@ -27,12 +30,46 @@ def _ref_lookup(ref: str, prefix: str = "") -> dict[str, object]:
         return {f"{prefix}name": ref}
 
 
+# A run of a prompt reads the prompt, its label and the label's version: this process keeps them
+# (llmops/config_cache.py; prompts.signals invalidates them on any write to a prompt or a label, so a
+# label moved is seen by the next run in every process). Versions never change.
+prompt_rows: ProcessCache[Prompt] = ProcessCache("prompts")
+label_rows: ProcessCache[PromptLabel | None] = ProcessCache("prompt labels")
+version_rows: ProcessCache[PromptVersion] = ProcessCache("prompt versions")
+
+
 def prompt_get(*, project: Project, ref: str) -> Prompt:
-    """A prompt by UUID or by name."""
-    prompt = prompt_list(project=project, include_archived=True).filter(**_ref_lookup(ref)).first()
-    if prompt is None:
-        raise NotFound("Prompt not found.")
-    return prompt
+    """A prompt by UUID or by name (the caller's own copy), with its labels."""
+    token = config_cache.generation()
+    prompt = prompt_rows.get((project.pk, ref), token)
+    if not isinstance(prompt, Prompt):
+        prompt = prompt_list(project=project, include_archived=True).filter(**_ref_lookup(ref)).first()
+        if prompt is None:
+            raise NotFound("Prompt not found.")
+        prompt_rows.put((project.pk, ref), token, prompt)
+    return copy.copy(prompt)
+
+
+def label_get(*, prompt: Prompt, name: str) -> PromptLabel | None:
+    """The prompt's label `name` with its version, or None. Shared with other calls: read it only."""
+    return label_rows.fetch(
+        (prompt.pk, name),
+        lambda: PromptLabel.objects.filter(prompt=prompt, name=name).select_related("version__prompt").first(),
+    )
+
+
+def version_by_number(*, prompt: Prompt, number: int) -> PromptVersion | None:
+    """Version `number` of the prompt with its prompt and creator, or None. Shared: read it only."""
+    token = config_cache.generation()
+    found = version_rows.get((prompt.pk, number), token)
+    if not isinstance(found, PromptVersion):
+        found = (
+            PromptVersion.objects.select_related("prompt", "created_by").filter(prompt=prompt, number=number).first()
+        )
+        if found is None:
+            return None  # not kept: the number may be made next
+        version_rows.put((prompt.pk, number), token, found)
+    return found
 
 
 def version_list(*, prompt: Prompt) -> QuerySet[PromptVersion]:
@@ -51,7 +88,7 @@ def version_resolve(*, prompt: Prompt, version: int | None = None, label: str | 
     if version is not None and label is not None:
         raise ValidationFailed("Give a version or a label, not both.", fields={"label": ["Not with version."]})
     if version is not None:
-        found = version_list(prompt=prompt).filter(number=version).first()
+        found = version_by_number(prompt=prompt, number=version)
         if found is None:
             raise ValidationFailed(f"Version {version} does not exist.", fields={"version": ["No such version."]})
         return found
@@ -60,7 +97,7 @@ def version_resolve(*, prompt: Prompt, version: int | None = None, label: str | 
         if latest is None:
             raise NotFound("The prompt has no versions.")
         return latest
-    target = PromptLabel.objects.filter(prompt=prompt, name=label).select_related("version").first()
+    target = label_get(prompt=prompt, name=label)
     if target is None:
         raise ValidationFailed(f"Label {label!r} does not exist.", fields={"label": ["No such label on this prompt."]})
     return target.version

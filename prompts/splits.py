@@ -13,7 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from prompts.models import Prompt, PromptLabel, PromptVersion
+from prompts import selectors
+from prompts.models import Prompt, PromptVersion
 
 SPLIT_TOTAL = 100  # weights are percentages
 MAX_SPLIT_ARMS = 4
@@ -52,7 +53,7 @@ class LabelPick:
 def label_version_pick(*, prompt: Prompt, label: str, split_key: str | None) -> LabelPick | None:
     """The version a run of `label` executes: an arm of its split, else its one version. None when the
     prompt has no such label."""
-    found = PromptLabel.objects.filter(prompt=prompt, name=label).select_related("version__prompt").first()
+    found = selectors.label_get(prompt=prompt, name=label)
     if found is None:
         return None
     if not found.split:
@@ -60,6 +61,7 @@ def label_version_pick(*, prompt: Prompt, label: str, split_key: str | None) -> 
     number = split_arm(split=found.split, bucket=split_bucket(label_id=found.pk, split_key=split_key))
     if number == found.version.number:
         return LabelPick(version=found.version, split=True)
-    return LabelPick(
-        version=PromptVersion.objects.select_related("prompt").get(prompt=prompt, number=number), split=True
-    )
+    version = selectors.version_by_number(prompt=prompt, number=number)
+    if version is None:  # an arm's version cannot be deleted (PROTECT), so this is a broken invariant
+        raise PromptVersion.DoesNotExist(f"Version {number} of the split of {label!r} does not exist.")
+    return LabelPick(version=version, split=True)

@@ -33,7 +33,7 @@ def _prompt_and_selector(
         raise ValidationFailed("Prompt not found.", fields={"prompt": ["No such prompt."]}) from None
     if version is None and label is None:
         # With neither, a deployed prompt runs its `production` version, else the latest.
-        has_production = prompt.labels.filter(name=DEFAULT_LABEL).exists()
+        has_production = prompt_selectors.label_get(prompt=prompt, name=DEFAULT_LABEL) is not None
         label = DEFAULT_LABEL if has_production else None
     return prompt, label
 

@@ -18,6 +18,8 @@ from billing import services as billing_services
 from billing.models import BudgetReservation, CostLog, ModelPrice
 from llmops import config_cache
 from llmops.tests.processes import django_child
+from prompts import services as prompt_services
+from prompts.tests.factories import prompt_with_version
 from providers import services as provider_services
 from runs.models import Run
 from webhooks import services as webhook_services
@@ -25,7 +27,15 @@ from webhooks.models import WebhookDelivery, WebhookEvent
 
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 # The tables a repeated call must not read (the run and cost writes are its own).
-CACHED_TABLES = ('"runs_provider"', '"billing_modelprice"', '"billing_budget"', '"accounts_webhookendpoint"')
+CACHED_TABLES = (
+    '"runs_provider"',
+    '"billing_modelprice"',
+    '"billing_budget"',
+    '"accounts_webhookendpoint"',
+    '"prompts_prompt"',
+    '"prompts_promptlabel"',
+    '"prompts_promptversion"',
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the invalidation runs when a write commits
 
@@ -60,12 +70,15 @@ def client(alice, provider_factory, price):
 
 
 def _call(client, model="local/test-model"):
-    return client.post("/v1/chat/completions", {"model": model, "messages": MESSAGES}, format="json")
+    body = {"model": model, "messages": MESSAGES}
+    if model.startswith("prompt:"):
+        body["variables"] = {"name": "Ada"}
+    return client.post("/v1/chat/completions", body, format="json")
 
 
-def _reads_of_cached_tables(client):
+def _reads_of_cached_tables(client, model="local/test-model"):
     with CaptureQueriesContext(connection) as queries:
-        response = _call(client)
+        response = _call(client, model)
     assert response.status_code == 200, response.json()
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     return [sql for sql in selects if any(table in sql for table in CACHED_TABLES)]
@@ -86,6 +99,34 @@ def test_without_budgets_or_endpoints_a_repeated_call_reads_none_of_them(cached,
     _call(client)
 
     assert _reads_of_cached_tables(client) == []
+
+
+@pytest.fixture
+def greet(alice, client):
+    prompt, _ = prompt_with_version(alice, model="local/test-model")
+    prompt_services.prompt_version_create(prompt=prompt, created_by=alice, template="Hi {{ name }}.")
+    prompt_services.label_move(prompt=prompt, label="production", version_number=1, moved_by=alice)
+    return prompt
+
+
+@pytest.mark.parametrize("model", ["prompt:greet", "prompt:greet@production", "prompt:greet@2"])
+def test_a_repeated_call_of_a_prompt_reads_no_prompt_label_or_version(cached, client, greet, model):
+    assert _call(client, model).status_code == 200
+
+    assert _reads_of_cached_tables(client, model) == []
+
+
+def test_a_label_moved_is_run_by_the_next_call(cached, client, greet, alice):
+    first = Run.objects.get(pk=_call(client, "prompt:greet@production").json()["run_id"])
+    assert first.prompt_version.number == 1
+
+    prompt_services.label_move(prompt=greet, label="production", version_number=2, moved_by=alice)
+
+    second = Run.objects.get(pk=_call(client, "prompt:greet@production").json()["run_id"])
+    assert second.prompt_version.number == 2
+    assert second.rendered_input[0]["content"] == "Hi Ada."  # v2's template
+    third = Run.objects.get(pk=_call(client, "prompt:greet").json()["run_id"])  # production by default
+    assert third.prompt_version.number == 2
 
 
 def test_off_reads_them_on_every_call(settings, client, fresh_cache):
