@@ -171,3 +171,13 @@ def invalidate_on_commit(sender: Any = None, **kwargs: Any) -> None:
     """A signal receiver: invalidates once the write's transaction commits (before it, another request
     could read the old row under the new token)."""
     transaction.on_commit(invalidate)
+
+
+def invalidate_on_writes(*models: Any, app: str) -> None:
+    """Connects invalidate_on_commit to every save and delete of `models` (an app's signals module)."""
+    from django.db.models.signals import post_delete, post_save
+
+    for model in models:
+        name = model._meta.model_name
+        post_save.connect(invalidate_on_commit, sender=model, dispatch_uid=f"{app}.config_cache.{name}.saved")
+        post_delete.connect(invalidate_on_commit, sender=model, dispatch_uid=f"{app}.config_cache.{name}.deleted")
